@@ -1,0 +1,160 @@
+import { GraphQLError } from 'graphql';
+import {
+  MisskeyApiError,
+  UpstreamBadResponseError,
+  UpstreamError,
+  UpstreamTimeoutError,
+  UpstreamUnavailableError,
+} from './upstream/errors.js';
+
+/**
+ * The gateway's error model: every error a client can see has one of these `extensions.code`s
+ * (README, "Errors"). When Misskey refused a call, `extensions.misskey` holds its `code`, `id` and
+ * HTTP `status`.
+ */
+export const ErrorCode = {
+  UNAUTHENTICATED: 'UNAUTHENTICATED',
+  FORBIDDEN: 'FORBIDDEN',
+  NOT_FOUND: 'NOT_FOUND',
+  BAD_USER_INPUT: 'BAD_USER_INPUT',
+  RATE_LIMITED: 'RATE_LIMITED',
+  UPSTREAM_ERROR: 'UPSTREAM_ERROR',
+  UPSTREAM_UNAVAILABLE: 'UPSTREAM_UNAVAILABLE',
+  UPSTREAM_TIMEOUT: 'UPSTREAM_TIMEOUT',
+  UPSTREAM_BAD_RESPONSE: 'UPSTREAM_BAD_RESPONSE',
+} as const;
+
+export type ErrorCodeName = (typeof ErrorCode)[keyof typeof ErrorCode] | (string & {});
+
+export function gatewayError(
+  code: ErrorCodeName,
+  message: string,
+  extensions: Record<string, unknown> = {},
+): GraphQLError {
+  return new GraphQLError(message, { extensions: { code, ...extensions } });
+}
+
+export function unauthenticated(): GraphQLError {
+  return gatewayError(
+    ErrorCode.UNAUTHENTICATED,
+    'This field needs a Misskey access token: send "Authorization: Bearer <token>".',
+  );
+}
+
+export function badInput(message: string, extensions: Record<string, unknown> = {}): GraphQLError {
+  return gatewayError(ErrorCode.BAD_USER_INPUT, message, extensions);
+}
+
+/**
+ * Misskey reports many domain failures as `500 INTERNAL_ERROR` with the reason in
+ * `info.e.message` (API.md §5.3). Domains register the reasons they know, with the code and
+ * message the client gets instead.
+ */
+const internalReasons: { match: RegExp; code: string; message: string }[] = [
+  {
+    match: /^ROLE_PERMISSION_DENIED$/,
+    code: 'CHAT_UNAVAILABLE',
+    message: 'Chat is not available to this account (role policy chatAvailability).',
+  },
+];
+
+export function registerInternalReason(match: RegExp, code: string, message: string): void {
+  internalReasons.push({ match, code, message });
+}
+
+/** Maps Misskey error codes to the gateway's codes where the meaning is general. */
+function codeForApiError(error: MisskeyApiError): { code: string; message: string } {
+  const reason = error.internalReason;
+  if (reason !== undefined) {
+    const known = internalReasons.find((r) => r.match.test(reason));
+    if (known) {
+      return { code: known.code, message: known.message };
+    }
+    return { code: ErrorCode.UPSTREAM_ERROR, message: 'Misskey failed with an internal error.' };
+  }
+  if (error.status === 429 || error.code === 'RATE_LIMIT_EXCEEDED') {
+    return { code: ErrorCode.RATE_LIMITED, message: 'Misskey rate limit exceeded; retry later.' };
+  }
+  if (error.status === 401) {
+    return {
+      code: ErrorCode.UNAUTHENTICATED,
+      message: `Misskey refused the token: ${error.message}`,
+    };
+  }
+  if (error.code === 'INVALID_PARAM') {
+    return { code: ErrorCode.BAD_USER_INPUT, message: error.message };
+  }
+  if (error.code.startsWith('NO_SUCH_')) {
+    return { code: ErrorCode.NOT_FOUND, message: error.message };
+  }
+  if (
+    error.status === 403 ||
+    error.code === 'ACCESS_DENIED' ||
+    error.code === 'ROLE_PERMISSION_DENIED'
+  ) {
+    return { code: ErrorCode.FORBIDDEN, message: error.message };
+  }
+  if (error.status >= 500) {
+    return { code: ErrorCode.UPSTREAM_ERROR, message: 'Misskey failed with an internal error.' };
+  }
+  return { code: error.code, message: error.message };
+}
+
+/** Turns any upstream failure into a client-safe GraphQLError (no token, no upstream body). */
+export function fromUpstream(error: unknown): GraphQLError | unknown {
+  if (!(error instanceof UpstreamError)) {
+    return error;
+  }
+  if (error instanceof MisskeyApiError) {
+    const { code, message } = codeForApiError(error);
+    const misskeyMessage = error.status >= 500 ? undefined : misskeyMessageOf(error);
+    return gatewayError(code, message, {
+      misskey: {
+        code: error.code,
+        id: error.id,
+        status: error.status,
+        endpoint: error.endpoint,
+        ...(misskeyMessage ? { message: misskeyMessage } : {}),
+        ...(error.internalReason ? { reason: error.internalReason } : {}),
+      },
+      ...(error.retryAfter !== undefined ? { retryAfter: error.retryAfter } : {}),
+      ...(error.code === 'INVALID_PARAM' ? { invalidParam: error.info } : {}),
+    });
+  }
+  if (error instanceof UpstreamTimeoutError) {
+    return gatewayError(ErrorCode.UPSTREAM_TIMEOUT, 'Misskey did not answer in time.', {
+      endpoint: error.endpoint,
+    });
+  }
+  if (error instanceof UpstreamUnavailableError) {
+    return gatewayError(ErrorCode.UPSTREAM_UNAVAILABLE, 'Misskey cannot be reached.', {
+      endpoint: error.endpoint,
+    });
+  }
+  if (error instanceof UpstreamBadResponseError) {
+    return gatewayError(
+      ErrorCode.UPSTREAM_BAD_RESPONSE,
+      'Misskey sent a response the gateway cannot read.',
+      {
+        endpoint: error.endpoint,
+      },
+    );
+  }
+  return error;
+}
+
+function misskeyMessageOf(error: MisskeyApiError): string | undefined {
+  const prefix = `${error.endpoint}: ${error.code} (${error.status}): `;
+  return error.message.startsWith(prefix) ? error.message.slice(prefix.length) : undefined;
+}
+
+/** True when `error` is Misskey saying the looked-up thing does not exist. */
+export function isNotFound(error: unknown): boolean {
+  return (
+    error instanceof MisskeyApiError && (error.code.startsWith('NO_SUCH_') || error.status === 404)
+  );
+}
+
+export function isGraphQLError(error: unknown): error is GraphQLError {
+  return error instanceof GraphQLError;
+}

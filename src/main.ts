@@ -1,0 +1,85 @@
+import { ConfigError, loadConfig } from './config.js';
+import { DEMO_TOKENS } from './sandbox/seed.js';
+import type { Sandbox } from './sandbox/server.js';
+import { createGateway, gatewayOptionsFromConfig } from './server.js';
+
+/**
+ * `npm start`: with MISSKEY_URL, the gateway in front of that instance; without it, the embedded
+ * Misskey sandbox with demo data plus the gateway in front of it.
+ */
+async function main(): Promise<void> {
+  const config = loadConfig();
+  let sandbox: Sandbox | null = null;
+  let misskeyUrl = config.misskeyUrl;
+  if (misskeyUrl === null) {
+    const { startSandbox } = await import('./sandbox/server.js');
+    sandbox = await startSandbox({ port: 0, host: '127.0.0.1', seed: 'demo' });
+    misskeyUrl = sandbox.origin;
+  }
+  const options = gatewayOptionsFromConfig(config, misskeyUrl);
+  if (sandbox) {
+    options.graphiqlDefaults = {
+      headers: JSON.stringify({ Authorization: `Bearer ${DEMO_TOKENS.alice}` }, null, 2),
+      defaultQuery: DEMO_QUERY,
+    };
+  }
+  const gateway = await createGateway(options);
+
+  console.log(`misskey-graphql serving ${gateway.url} (GraphiQL: open it in a browser)`);
+  if (sandbox?.demo) {
+    console.log(`upstream: embedded Misskey sandbox at ${sandbox.origin} with demo data`);
+    console.log('demo tokens:');
+    for (const [name, user] of Object.entries(sandbox.demo.users)) {
+      console.log(`  ${name.padEnd(6)} ${user.token}  (user id ${user.id})`);
+    }
+    console.log(
+      `paste into GraphiQL's headers: { "Authorization": "Bearer ${DEMO_TOKENS.alice}" }`,
+    );
+  } else {
+    console.log(`upstream: ${misskeyUrl}`);
+  }
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) {
+      return;
+    }
+    stopping = true;
+    console.log(`${signal}: shutting down`);
+    const force = setTimeout(() => process.exit(1), 15_000);
+    force.unref();
+    gateway
+      .close()
+      .then(() => sandbox?.close())
+      .then(
+        () => process.exit(0),
+        (error: unknown) => {
+          console.error(error);
+          process.exit(1);
+        },
+      );
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
+}
+
+const DEMO_QUERY = `# Welcome to misskey-graphql. The Authorization header (below) holds alice's demo token.
+query Me {
+  me {
+    id
+    username
+    name
+    description
+    followersCount
+  }
+}
+`;
+
+main().catch((error: unknown) => {
+  if (error instanceof ConfigError) {
+    console.error(`configuration error: ${error.message}`);
+  } else {
+    console.error(error);
+  }
+  process.exit(1);
+});

@@ -1,0 +1,319 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { ApiError, apiError, entityNotFound, internalError } from '../errors.js';
+import { packDriveFile, packUserDetailed, packUserLite } from '../pack.js';
+import type { EndpointContext, EndpointDef } from '../registry.js';
+import { DEFAULT_POLICIES, type Policies, type UserRow } from '../store.js';
+
+/** Hashtags in a profile description, normalised as Misskey stores them (NFKC, lower case). */
+export function extractHashtags(text: string | null | undefined): string[] {
+  if (!text) {
+    return [];
+  }
+  const tags = new Set<string>();
+  for (const match of text.matchAll(/(?:^|[^\p{L}\p{N}_])#([\p{L}\p{N}_]+)/gu)) {
+    const tag = match[1];
+    if (tag && !/^\d+$/.test(tag)) {
+      tags.add(tag.normalize('NFKC').toLowerCase());
+    }
+  }
+  return [...tags];
+}
+
+/** Me, known to be non-null on credentialed endpoints. */
+export function me(ctx: EndpointContext): UserRow {
+  if (!ctx.me) {
+    throw new Error('credential required');
+  }
+  return ctx.me;
+}
+
+function packMe(ctx: EndpointContext, user: UserRow): Record<string, unknown> {
+  return packUserDetailed(ctx.store, user, user, { withSecrets: ctx.token?.type === 'native' });
+}
+
+export const coreEndpoints: EndpointDef[] = [
+  {
+    name: 'meta',
+    handler: ({ store }) => ({
+      name: store.instance.name,
+      uri: store.origin,
+      version: '2026.5.4',
+      description: 'An in-memory, Misskey-compatible sandbox.',
+      disableRegistration: store.instance.disableRegistration,
+      swPublicKey: store.instance.swPublicKey,
+      policies: store.defaultPolicies,
+    }),
+  },
+  {
+    name: 'i',
+    handler: (ctx) => packMe(ctx, me(ctx)),
+  },
+  {
+    name: 'i/update',
+    handler: (ctx: EndpointContext<Record<string, unknown>>) => {
+      const user = me(ctx);
+      const p = ctx.params;
+      if (typeof p.name === 'string' || p.name === null) {
+        user.name = p.name === null ? null : p.name.trim() || null;
+      }
+      if (typeof p.description === 'string' || p.description === null) {
+        user.description = p.description;
+        user.tags = extractHashtags(user.description);
+        ctx.store
+          .ext('hashtag-events', () => [] as { userId: string; tags: string[] }[])
+          .push({
+            userId: user.id,
+            tags: user.tags,
+          });
+      }
+      if (typeof p.location === 'string' || p.location === null) {
+        user.location = p.location;
+      }
+      if (typeof p.birthday === 'string' || p.birthday === null) {
+        user.birthday = p.birthday;
+      }
+      if (typeof p.lang === 'string' || p.lang === null) {
+        user.lang = p.lang;
+      }
+      if (typeof p.isBot === 'boolean') {
+        user.isBot = p.isBot;
+      }
+      if (typeof p.isCat === 'boolean') {
+        user.isCat = p.isCat;
+      }
+      if (typeof p.isLocked === 'boolean') {
+        user.isLocked = p.isLocked;
+      }
+      if (typeof p.chatScope === 'string') {
+        user.chatScope = p.chatScope as UserRow['chatScope'];
+      }
+      user.lastActiveAt = Date.now();
+      const packed = packMe(ctx, user);
+      // Misskey answers with the row as it was read before the update is stamped.
+      const updatedAt = new Date().toISOString();
+      queueMicrotask(() => {
+        user.updatedAt = updatedAt;
+      });
+      return packed;
+    },
+  },
+  {
+    name: 'users/show',
+    handler: (
+      ctx: EndpointContext<{
+        userId?: string;
+        userIds?: string[];
+        username?: string;
+        host?: string | null;
+      }>,
+    ) => {
+      const { store, params } = ctx;
+      const viewer = ctx.me;
+      const visible = (user: UserRow | undefined): user is UserRow =>
+        user !== undefined &&
+        (!user.isSuspended || Boolean(viewer?.isModerator || viewer?.isAdmin));
+      if (params.userIds !== undefined) {
+        if (new Set(params.userIds).size !== params.userIds.length) {
+          throw apiError('INVALID_PARAM', '3d81ceae-475f-4600-b2a8-2bc116157532', 'Invalid param.');
+        }
+        return params.userIds
+          .map((id) => store.users.get(id))
+          .filter(visible)
+          .map((user) => packUserDetailed(store, user, viewer));
+      }
+      let user: UserRow | undefined;
+      if (typeof params.username === 'string' && typeof params.host === 'string') {
+        // The sandbox has no federation: a remote lookup fails as an unreachable host does.
+        throw new ApiError(
+          'FAILED_TO_RESOLVE_REMOTE_USER',
+          'ef7b9be4-9cba-4e6f-ab41-90ed171c7d3c',
+          'Failed to resolve remote user.',
+          'server',
+        );
+      }
+      if (params.userId !== undefined) {
+        user = store.users.get(params.userId);
+      } else if (typeof params.username === 'string') {
+        user = store.userByUsername(params.username);
+      } else {
+        throw apiError('INVALID_PARAM', '3d81ceae-475f-4600-b2a8-2bc116157532', 'Invalid param.');
+      }
+      if (!visible(user)) {
+        throw apiError(
+          'NO_SUCH_USER',
+          '4362f8dc-731f-4ad8-a694-be5a88922a24',
+          'No such user.',
+          404,
+        );
+      }
+      return packUserDetailed(store, user, viewer);
+    },
+  },
+  {
+    name: 'admin/accounts/create',
+    handler: (ctx: EndpointContext<{ username: string; password: string }>) => {
+      const { store, params } = ctx;
+      const first = store.users.size === 0;
+      if (!first && !ctx.me?.isRoot) {
+        throw internalError('access denied');
+      }
+      if (store.userByUsername(params.username)) {
+        throw internalError('DUPLICATED_USERNAME');
+      }
+      const { user, token } = store.createUser(
+        params.username,
+        first ? { isAdmin: true, isRoot: true } : {},
+      );
+      return { ...packUserDetailed(store, user, user, { withSecrets: true }), token };
+    },
+  },
+  {
+    name: 'admin/roles/update-default-policies',
+    requireAdmin: true,
+    handler: (ctx: EndpointContext<{ policies: Partial<Policies> }>) => {
+      ctx.store.defaultPolicies = { ...structuredClone(DEFAULT_POLICIES), ...ctx.params.policies };
+      return null;
+    },
+  },
+  {
+    name: 'following/create',
+    limit: { duration: 3_600_000, max: 100 },
+    handler: (ctx: EndpointContext<{ userId: string }>) => {
+      const follower = me(ctx);
+      const followee = ctx.store.users.get(ctx.params.userId);
+      if (!followee) {
+        throw apiError('NO_SUCH_USER', 'fcd2eef9-a9b2-4c4f-8624-038099e90aa5', 'No such user.');
+      }
+      if (followee.id === follower.id) {
+        throw apiError(
+          'FOLLOWEE_IS_YOURSELF',
+          '26fbe7bb-a331-4857-af17-205b426669a9',
+          'Followee is yourself.',
+        );
+      }
+      if (ctx.store.isFollowing(follower.id, followee.id)) {
+        throw apiError(
+          'ALREADY_FOLLOWING',
+          '35387507-38c7-4cb9-9197-300b93783fa0',
+          'You are already following that user.',
+        );
+      }
+      if (ctx.store.isBlocking(followee.id, follower.id)) {
+        throw apiError(
+          'BLOCKED',
+          'c4ab57cc-4e41-45e9-bfd9-584f61e35ce0',
+          'You are blocked by that user.',
+        );
+      }
+      ctx.store.follows.add(`${follower.id}>${followee.id}`);
+      return packUserLite(ctx.store, followee);
+    },
+  },
+  {
+    name: 'blocking/create',
+    handler: (ctx: EndpointContext<{ userId: string }>) => {
+      const blocker = me(ctx);
+      const blockee = ctx.store.users.get(ctx.params.userId);
+      if (!blockee) {
+        throw apiError('NO_SUCH_USER', '7cc4f851-e2f1-4621-9633-ec9e1d00c01e', 'No such user.');
+      }
+      if (blockee.id === blocker.id) {
+        throw apiError(
+          'BLOCKEE_IS_YOURSELF',
+          '88b19138-f28d-42c0-8499-6a31bbd0fdc6',
+          'Blockee is yourself.',
+        );
+      }
+      ctx.store.blocks.add(`${blocker.id}>${blockee.id}`);
+      ctx.store.follows.delete(`${blocker.id}>${blockee.id}`);
+      ctx.store.follows.delete(`${blockee.id}>${blocker.id}`);
+      return packUserDetailed(ctx.store, blockee, blocker);
+    },
+  },
+  {
+    name: 'mute/create',
+    handler: (ctx: EndpointContext<{ userId: string }>) => {
+      const muter = me(ctx);
+      const mutee = ctx.store.users.get(ctx.params.userId);
+      if (!mutee) {
+        throw apiError('NO_SUCH_USER', '6fef56f3-e765-4957-88e5-c6f65329b8a5', 'No such user.');
+      }
+      if (mutee.id === muter.id) {
+        throw apiError(
+          'MUTEE_IS_YOURSELF',
+          '6d1d3b4c-8d11-4e33-8a73-4e8af1d37b71',
+          'Mutee is yourself.',
+        );
+      }
+      ctx.store.mutes.add(`${muter.id}>${mutee.id}`);
+      return null;
+    },
+  },
+  {
+    name: 'drive/files/create',
+    limit: { duration: 3_600_000, max: 120 },
+    handler: (
+      ctx: EndpointContext<{
+        name?: string | null;
+        comment?: string | null;
+        isSensitive?: boolean;
+      }>,
+    ) => {
+      const owner = me(ctx);
+      const upload = ctx.file;
+      if (!upload) {
+        throw apiError('INVALID_PARAM', '3d81ceae-475f-4600-b2a8-2bc116157532', 'Invalid param.');
+      }
+      const id = ctx.store.ids.gen();
+      const isImage = upload.contentType.startsWith('image/');
+      const size = imageSize(upload.bytes);
+      const file = {
+        id,
+        userId: owner.id,
+        name: ctx.params.name || upload.filename || 'untitled',
+        type: upload.contentType,
+        md5: createHash('md5').update(upload.bytes).digest('hex'),
+        size: upload.bytes.length,
+        comment: ctx.params.comment ?? null,
+        isSensitive: ctx.params.isSensitive ?? false,
+        properties: isImage && size ? size : {},
+        blurhash: isImage ? 'e3IsOm.A=u.A=v.AD+WB9bWB=tWBf6WBf6.A9bWB9HWB=uWBf6WBf6' : null,
+        accessKey: randomUUID(),
+      };
+      ctx.store.driveFiles.set(id, file);
+      return packDriveFile(ctx.store, file);
+    },
+  },
+  {
+    name: 'drive/files/show',
+    handler: (ctx: EndpointContext<{ fileId?: string; url?: string }>) => {
+      const viewer = me(ctx);
+      const { store, params } = ctx;
+      let file = params.fileId ? store.driveFiles.get(params.fileId) : undefined;
+      if (!file && params.url) {
+        file = [...store.driveFiles.values()].find((f) => store.fileUrl(f) === params.url);
+      }
+      if (!params.fileId && !params.url) {
+        throw entityNotFound('MiDriveFile');
+      }
+      if (!file) {
+        throw apiError('NO_SUCH_FILE', '067bc436-2718-4795-b0fb-ecbe43949e31', 'No such file.');
+      }
+      if (file.userId !== viewer.id && !viewer.isModerator && !viewer.isAdmin) {
+        throw apiError('ACCESS_DENIED', '25b73c73-68b1-41d0-bad1-381cfdf6579f', 'Access denied.');
+      }
+      return packDriveFile(store, file, { withUser: true });
+    },
+  },
+];
+
+/** Width and height of a PNG, GIF or JPEG, enough for `properties`. */
+function imageSize(bytes: Buffer): { width: number; height: number } | null {
+  if (bytes.length >= 24 && bytes.readUInt32BE(0) === 0x89504e47) {
+    return { width: bytes.readUInt32BE(16), height: bytes.readUInt32BE(20) };
+  }
+  if (bytes.length >= 10 && bytes.toString('ascii', 0, 3) === 'GIF') {
+    return { width: bytes.readUInt16LE(6), height: bytes.readUInt16LE(8) };
+  }
+  return null;
+}

@@ -1,0 +1,39 @@
+import SchemaBuilder from '@pothos/core';
+// https://pothos-graphql.dev/docs/plugins/relay — connections whose cursors are Misskey ids
+import RelayPlugin from '@pothos/plugin-relay';
+// https://pothos-graphql.dev/docs/plugins/scope-auth — `authenticated` fails before any upstream call
+import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
+// https://pothos-graphql.dev/docs/plugins/simple-objects — small value types (reactions, badges)
+import SimpleObjectsPlugin from '@pothos/plugin-simple-objects';
+import type { Context } from '../context.js';
+import { unauthenticated } from '../errors.js';
+
+export type Scalars = {
+  DateTime: { Input: Date; Output: Date | string };
+};
+
+export const builder = new SchemaBuilder<{
+  Context: Context;
+  Scalars: Scalars;
+  AuthScopes: { authenticated: boolean };
+  DefaultFieldNullability: false;
+}>({
+  // scope-auth first, as its docs recommend: auth runs before any other plugin's wrapping.
+  plugins: [ScopeAuthPlugin, RelayPlugin, SimpleObjectsPlugin],
+  scopeAuth: {
+    authorizeOnSubscribe: true,
+    authScopes: (ctx) => ({ authenticated: ctx.token !== null }),
+    unauthorizedError: () => unauthenticated(),
+  },
+  relay: {
+    clientMutationId: 'omit',
+    cursorType: 'String',
+    nodeQueryOptions: false,
+    nodesQueryOptions: false,
+  },
+  defaultFieldNullability: false,
+});
+
+builder.queryType({});
+builder.mutationType({});
+builder.subscriptionType({});

@@ -1,0 +1,82 @@
+import { afterAll } from 'vitest';
+import { DEMO_TOKENS } from '../src/sandbox/seed.js';
+import { type Sandbox, type SandboxOptions, startSandbox } from '../src/sandbox/server.js';
+import { createGateway, type Gateway, type GatewayOptions } from '../src/server.js';
+import type { UpstreamCallEvent } from '../src/upstream/client.js';
+
+export { DEMO_TOKENS };
+
+export interface GraphQLResponse<T = Record<string, unknown>> {
+  data?: T | null;
+  errors?: { message: string; path?: (string | number)[]; extensions?: Record<string, unknown> }[];
+}
+
+export interface Stack {
+  sandbox: Sandbox;
+  gateway: Gateway;
+  /** Upstream calls the gateway made, in order. */
+  upstreamCalls: UpstreamCallEvent[];
+  /** POST a GraphQL operation; `token` defaults to alice's demo token (`null` = none). */
+  gql<T = Record<string, unknown>>(
+    query: string,
+    variables?: Record<string, unknown>,
+    token?: string | null,
+  ): Promise<GraphQLResponse<T>>;
+  /** Calls the sandbox REST API directly (setting up data for a test). */
+  rest(endpoint: string, params?: Record<string, unknown>, token?: string | null): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+const leftovers: (() => Promise<void>)[] = [];
+afterAll(async () => {
+  await Promise.all(leftovers.splice(0).map((dispose) => dispose()));
+});
+
+/** The sandbox (demo data unless told otherwise) and a gateway in front of it, on free ports.
+ *  Closed after the test file, even if the test forgets. */
+export async function startStack(
+  options: { sandbox?: SandboxOptions; gateway?: Partial<GatewayOptions> } = {},
+): Promise<Stack> {
+  const sandbox = await startSandbox({ port: 0, ...options.sandbox });
+  const upstreamCalls: UpstreamCallEvent[] = [];
+  const gateway = await createGateway({
+    misskeyUrl: sandbox.origin,
+    port: 0,
+    upstreamTimeoutMs: 5_000,
+    ...options.gateway,
+    onUpstreamCall: (event) => {
+      upstreamCalls.push(event);
+      options.gateway?.onUpstreamCall?.(event);
+    },
+  });
+  let closed = false;
+  const close = async () => {
+    if (closed) {
+      return;
+    }
+    closed = true;
+    await gateway.close();
+    await sandbox.close();
+  };
+  leftovers.push(close);
+  return {
+    sandbox,
+    gateway,
+    upstreamCalls,
+    gql: async (query, variables = {}, token = DEMO_TOKENS.alice) => {
+      const headers: Record<string, string> = { 'content-type': 'application/json' };
+      if (token !== null) {
+        headers.authorization = `Bearer ${token}`;
+      }
+      const res = await fetch(gateway.url, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ query, variables }),
+      });
+      return (await res.json()) as never;
+    },
+    rest: (endpoint, params = {}, token = DEMO_TOKENS.alice) =>
+      sandbox.call(endpoint, params, token),
+    close,
+  };
+}
