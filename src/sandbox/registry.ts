@@ -4,8 +4,18 @@ import { type ApiError, errors } from './errors.js';
 import { ID_PATTERN } from './ids.js';
 import type { Policies, Store, TokenRow, UserRow } from './store.js';
 
-/** Something an endpoint publishes for the streaming API: `stream` is Misskey's internal stream
- *  name (e.g. `chatUserStream:<me>-<other>`, `chatRoomStream:<roomId>`, `mainStream:<userId>`). */
+/**
+ * Something an endpoint publishes for the streaming API (`sandbox.events` emits it as 'event').
+ * `stream` is Misskey's internal stream name; the /streaming server routes it to channels:
+ * - `chatUserStream:<a>-<b>`: the `chatUser` channel of user a with otherId b. Types `message`
+ *   (ChatMessageLiteFor1on1), `deleted` (message id), `react` / `unreact` ({ messageId, reaction }).
+ *   A DM is published to both `<from>-<to>` and `<to>-<from>`.
+ * - `chatRoomStream:<roomId>`: the `chatRoom` channel. `message` (ChatMessageLiteForRoom),
+ *   `deleted`, `react` / `unreact` ({ messageId, user, reaction }).
+ * - `mainStream:<userId>`: the `main` channel. `newChatMessage` (ChatMessage packed for the
+ *   user), `notification`, `unreadNotification`, `readAllAnnouncements`, `announcementCreated`, …
+ * - `broadcast`: top-level frames to every socket (`announcementCreated` of global ones).
+ */
 export interface StreamEvent {
   stream: string;
   type: string;

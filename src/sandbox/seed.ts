@@ -19,13 +19,6 @@ export interface DemoData {
 /** A domain's contribution to the demo data, run in order after the users exist. */
 export type DemoSeeder = (sandbox: Sandbox, demo: DemoData) => Promise<void>;
 
-const seeders: DemoSeeder[] = [];
-
-/** Domains register their demo data here (import side effect of their seed module). */
-export function addDemoSeeder(seeder: DemoSeeder): void {
-  seeders.push(seeder);
-}
-
 /**
  * Builds the demo data through the sandbox's own endpoints, the way a script would set up a real
  * instance: the first `admin/accounts/create` needs no token and makes the root admin, who then
@@ -89,7 +82,10 @@ export async function seedDemo(sandbox: Sandbox): Promise<DemoData> {
   }
 
   const demo: DemoData = { users, ids: {} };
-  for (const seeder of seeders) {
+  // Imported here, not at the top: the seed modules import this one for their types.
+  const { seedChat } = await import('./seeds/chat.js');
+  const { seedPublic } = await import('./seeds/public.js');
+  for (const seeder of [seedChat, seedPublic]) {
     await seeder(sandbox, demo);
   }
   return demo;

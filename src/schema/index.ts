@@ -2,6 +2,15 @@ import { GraphQLSchema, lexicographicSortSchema } from 'graphql';
 import { builder } from './builder.js';
 import './scalars.js';
 import './users.js';
+import './drive.js';
+import './chat-messages.js';
+import './chat-rooms.js';
+import './chat-invitations.js';
+import './announcements.js';
+import './hashtags.js';
+import './invites.js';
+import './push.js';
+import './subscriptions.js';
 
 const built = builder.toSchema();
 const config = built.toConfig();

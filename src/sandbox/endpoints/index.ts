@@ -1,5 +1,17 @@
 import type { EndpointDef } from '../registry.js';
+import { announcementsEndpoints } from './announcements.js';
+import { chatEndpoints } from './chat.js';
 import { coreEndpoints } from './core.js';
+import { hashtagsEndpoints } from './hashtags.js';
+import { invitesEndpoints } from './invites.js';
+import { pushEndpoints } from './push.js';
 
-/** Every endpoint the sandbox serves. A domain adds its module here, one line. */
-export const allEndpoints: EndpointDef[] = [...coreEndpoints];
+/** Every endpoint the sandbox serves, one module per domain. */
+export const allEndpoints: EndpointDef[] = [
+  ...coreEndpoints,
+  ...chatEndpoints,
+  ...announcementsEndpoints,
+  ...hashtagsEndpoints,
+  ...invitesEndpoints,
+  ...pushEndpoints,
+];

@@ -1,0 +1,3 @@
+import type { EndpointDef } from '../registry.js';
+
+export const invitesEndpoints: EndpointDef[] = [];
