@@ -7,6 +7,7 @@ import { type Logger, pino } from 'pino';
 import { WebSocketServer } from 'ws';
 import type { Config } from './config.js';
 import { type Context, createContextFactory, type InitialContext } from './context.js';
+import { gatewayPlugins } from './plugins.js';
 import { schema } from './schema/index.js';
 import { MisskeyClient, type UpstreamCallEvent } from './upstream/client.js';
 
@@ -78,6 +79,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
             ...(options.graphiqlDefaults ?? {}),
           },
     landingPage: false,
+    plugins: gatewayPlugins(),
     logging: {
       debug: (...args) => logger.debug(args.map(String).join(' ')),
       info: (...args) => logger.info(args.map(String).join(' ')),

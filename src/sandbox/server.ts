@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { Readable } from 'node:stream';
-import { allEndpoints } from './endpoints/index.js';
+import { allEndpoints, domainSetups } from './endpoints/index.js';
 import { ApiError, errors } from './errors.js';
 import {
   compileEndpoint,
@@ -137,6 +137,9 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const origin = `http://${host}:${address.port}`;
   const db = new Store(options.publicOrigin ?? origin);
+  for (const setup of domainSetups) {
+    setup(db);
+  }
 
   function context(
     me: UserRow | null,

@@ -1,4 +1,5 @@
 import type { EndpointDef } from '../registry.js';
+import type { Store } from '../store.js';
 import { announcementsEndpoints } from './announcements.js';
 import { chatEndpoints } from './chat.js';
 import { coreEndpoints } from './core.js';
@@ -15,3 +16,7 @@ export const allEndpoints: EndpointDef[] = [
   ...invitesEndpoints,
   ...pushEndpoints,
 ];
+
+/** Run once on a new store, before any call: domains install hooks (e.g. what `i` reports as
+ *  unread). A domain adds its function here, one line. */
+export const domainSetups: ((store: Store) => void)[] = [];
