@@ -41,7 +41,13 @@ if (!available) {
       try {
         await promisify(execFile)(
           process.execPath,
-          [join(scenarios, 'replay.mjs'), join(scenarios, 'a.json'), sandbox.origin, '--report', report],
+          [
+            join(scenarios, 'replay.mjs'),
+            join(scenarios, 'a.json'),
+            sandbox.origin,
+            '--report',
+            report,
+          ],
           { cwd: resolve(import.meta.dirname, '..'), maxBuffer: 16 * 1024 * 1024 },
         );
       } catch (error) {
@@ -64,7 +70,11 @@ if (!available) {
 
     it('matches every step of every endpoint the sandbox implements', () => {
       const implemented = new Set(allEndpoints.map((e) => e.name));
-      const pending = [...new Set(steps.filter((s) => s.endpoint && !implemented.has(s.endpoint)).map((s) => s.endpoint))];
+      const pending = [
+        ...new Set(
+          steps.filter((s) => s.endpoint && !implemented.has(s.endpoint)).map((s) => s.endpoint),
+        ),
+      ];
       if (pending.length > 0) {
         console.log(`a.json pending endpoints (${pending.length}): ${pending.join(', ')}`);
       }

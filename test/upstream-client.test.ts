@@ -107,9 +107,13 @@ describe('MisskeyClient', () => {
 
   it('throws UpstreamBadResponseError on a non-JSON body and on an error without an envelope', async () => {
     sandbox.fail('i', { status: 200, raw: '<html>proxy error</html>', times: 1 });
-    expect(await failure(() => client.call('i', {}, TOKEN))).toBeInstanceOf(UpstreamBadResponseError);
+    expect(await failure(() => client.call('i', {}, TOKEN))).toBeInstanceOf(
+      UpstreamBadResponseError,
+    );
     sandbox.fail('i', { status: 502, raw: 'Bad gateway', times: 1 });
-    expect(await failure(() => client.call('i', {}, TOKEN))).toBeInstanceOf(UpstreamBadResponseError);
+    expect(await failure(() => client.call('i', {}, TOKEN))).toBeInstanceOf(
+      UpstreamBadResponseError,
+    );
     // Unknown POST endpoints answer with Fastify's own 404, not Misskey's envelope.
     expect(await failure(() => client.call('no/such/endpoint' as 'i', {}, TOKEN))).toBeInstanceOf(
       UpstreamBadResponseError,
@@ -126,7 +130,9 @@ describe('MisskeyClient', () => {
 
   it('throws UpstreamUnavailableError when the connection is reset mid-body', async () => {
     sandbox.fail('i', { resetMidBody: true, times: 1 });
-    expect(await failure(() => client.call('i', {}, TOKEN))).toBeInstanceOf(UpstreamUnavailableError);
+    expect(await failure(() => client.call('i', {}, TOKEN))).toBeInstanceOf(
+      UpstreamUnavailableError,
+    );
   });
 
   it('throws UpstreamUnavailableError when the connection is refused', async () => {
