@@ -1,7 +1,7 @@
 import type { EndpointDef } from '../registry.js';
 import type { Store } from '../store.js';
 import { announcementsEndpoints } from './announcements.js';
-import { chatEndpoints } from './chat.js';
+import { chatEndpoints, setupChat } from './chat.js';
 import { coreEndpoints } from './core.js';
 import { hashtagsEndpoints } from './hashtags.js';
 import { invitesEndpoints } from './invites.js';
@@ -19,4 +19,4 @@ export const allEndpoints: EndpointDef[] = [
 
 /** Run once on a new store, before any call: domains install hooks (e.g. what `i` reports as
  *  unread). A domain adds its function here, one line. */
-export const domainSetups: ((store: Store) => void)[] = [];
+export const domainSetups: ((store: Store) => void)[] = [setupChat];
