@@ -1,9 +1,9 @@
 import type { EndpointDef } from '../registry.js';
 import type { Store } from '../store.js';
-import { announcementsEndpoints } from './announcements.js';
+import { announcementsEndpoints, setupAnnouncements } from './announcements.js';
 import { chatEndpoints, setupChat } from './chat.js';
 import { coreEndpoints } from './core.js';
-import { hashtagsEndpoints } from './hashtags.js';
+import { hashtagsEndpoints, setupHashtags } from './hashtags.js';
 import { invitesEndpoints } from './invites.js';
 import { pushEndpoints } from './push.js';
 
@@ -19,4 +19,8 @@ export const allEndpoints: EndpointDef[] = [
 
 /** Run once on a new store, before any call: domains install hooks (e.g. what `i` reports as
  *  unread). A domain adds its function here, one line. */
-export const domainSetups: ((store: Store) => void)[] = [setupChat];
+export const domainSetups: ((store: Store) => void)[] = [
+  setupChat,
+  setupAnnouncements,
+  setupHashtags,
+];
