@@ -2,6 +2,8 @@ import type { EventEmitter } from 'node:events';
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { type RawData, WebSocket, WebSocketServer } from 'ws';
+import { chatState, isRoomMember, markChatRead, markNotificationsRead } from './chat/state.js';
+import { isModerator } from './chat/support.js';
 import type { StreamEvent } from './registry.js';
 import type { Store, TokenRow, UserRow } from './store.js';
 
@@ -51,25 +53,6 @@ export interface StreamingOptions {
 
 /** Misskey's `MAX_CHANNELS_PER_CONNECTION`: further connects are ignored. */
 export const MAX_CHANNELS_PER_CONNECTION = 32;
-
-/**
- * What the chat domain provides to the streaming server: who may open a `chatRoom` channel,
- * and what a channel `read` message does. Installed with `setStreamingChat` by the chat module
- * (or a test); until then no room can be connected and `read` does nothing.
- */
-export interface StreamingChat {
-  /** Owner, member or moderator of an existing room (checked only at connect, like Misskey). */
-  canConnectRoom(store: Store, user: UserRow, roomId: string): boolean;
-  /** The channel `read` message: clears the user's unread marker of that conversation/room. */
-  markRead(store: Store, userId: string, target: { otherId: string } | { roomId: string }): void;
-}
-
-const chatSlot = (store: Store) =>
-  store.ext<{ chat: StreamingChat | null }>('streaming:chat', () => ({ chat: null }));
-
-export function setStreamingChat(store: Store, chat: StreamingChat): void {
-  chatSlot(store).chat = chat;
-}
 
 interface Channel {
   id: string;
@@ -237,6 +220,11 @@ export function attachStreaming(options: StreamingOptions): StreamingServer {
       case 'ch':
         channelMessage(connection, payload);
         break;
+      case 'readNotification':
+        if (connection.user) {
+          markNotificationsRead(store, connection.user.id);
+        }
+        break;
       default:
         break;
     }
@@ -287,8 +275,12 @@ export function attachStreaming(options: StreamingOptions): StreamingServer {
       channelParams = { otherId };
     } else {
       const roomId = given.roomId;
-      const chat = chatSlot(store).chat;
-      if (typeof roomId !== 'string' || !chat || !chat.canConnectRoom(store, me, roomId)) {
+      const room = typeof roomId === 'string' ? chatState(store).rooms.get(roomId) : undefined;
+      if (
+        typeof roomId !== 'string' ||
+        !room ||
+        !(isRoomMember(chatState(store), room, me.id) || isModerator(me))
+      ) {
         return;
       }
       stream = `chatRoomStream:${roomId}`;
@@ -335,14 +327,10 @@ export function attachStreaming(options: StreamingOptions): StreamingServer {
     if (!channel || !user || body.type !== 'read') {
       return;
     }
-    const chat = chatSlot(store).chat;
-    if (!chat) {
-      return;
-    }
     if (channel.kind === 'chatUser') {
-      chat.markRead(store, user.id, { otherId: channel.params.otherId as string });
+      markChatRead(store, user.id, { otherId: channel.params.otherId as string });
     } else if (channel.kind === 'chatRoom') {
-      chat.markRead(store, user.id, { roomId: channel.params.roomId as string });
+      markChatRead(store, user.id, { roomId: channel.params.roomId as string });
     }
   }
 
