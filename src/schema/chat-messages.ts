@@ -67,10 +67,10 @@ registerInternalReason(
 
 /** A local custom emoji, `:name:` (or `:name@.:`). */
 const CUSTOM_EMOJI = /^:([\w+-]+)(?:@\.)?:$/;
-/** A Unicode emoji: a flag, a keycap, or a pictograph with its variation selector, skin tone and
- *  zero-width-joined parts (what Misskey's emoji regex finds, closely enough to refuse non-emoji). */
+/** A Unicode emoji: a flag, a keycap, or a pictograph with its variation selectors, skin tones,
+ *  tag sequence and zero-width-joined parts (what Misskey's emoji regex finds). */
 const UNICODE_EMOJI =
-  /\p{Regional_Indicator}{2}|[#*0-9]\uFE0F?\u20E3|\p{Extended_Pictographic}\uFE0F?\p{Emoji_Modifier}?(?:\u200D\p{Extended_Pictographic}\uFE0F?\p{Emoji_Modifier}?)*/u;
+  /\p{Regional_Indicator}{2}|[#*0-9]\uFE0F?\u20E3|\p{Extended_Pictographic}(?:\uFE0F|\p{Emoji_Modifier})*(?:[\u{E0020}-\u{E007E}]+\u{E007F})?(?:\u200D\p{Extended_Pictographic}(?:\uFE0F|\p{Emoji_Modifier})*)*/u;
 
 /** The reaction as Misskey stores it (`:name:`, or the first emoji without U+FE0F unless it is a
  *  ZWJ sequence); throws CHAT_INVALID_REACTION when Misskey would refuse it anyway. */
