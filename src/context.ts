@@ -88,7 +88,12 @@ export type InitialContext = Partial<YogaInitialContext> & {
  *  payload (`{ authorization: "Bearer …" }` or `{ token }`). */
 export function tokenFrom(initial: InitialContext): string | null {
   const header = initial.request?.headers.get('authorization') ?? null;
-  const params = initial.connectionParams ?? {};
+  // Over websockets GraphiQL sends its header editor with each operation (`extensions.headers`).
+  const sent = initial.request ? undefined : initial.params?.extensions?.headers;
+  const params = {
+    ...(typeof sent === 'object' && sent !== null ? (sent as Record<string, unknown>) : {}),
+    ...initial.connectionParams,
+  };
   const param = params.authorization ?? params.Authorization;
   const raw = header ?? (typeof param === 'string' ? param : null);
   if (raw !== null) {

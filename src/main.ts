@@ -21,6 +21,7 @@ async function main(): Promise<void> {
     options.graphiqlDefaults = {
       headers: JSON.stringify({ Authorization: `Bearer ${DEMO_TOKENS.alice}` }, null, 2),
       defaultQuery: DEMO_QUERY,
+      ...(sandbox.demo ? { demo: sandbox.demo } : {}),
     };
   }
   const gateway = await createGateway(options);

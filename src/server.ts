@@ -7,6 +7,7 @@ import { type Logger, pino } from 'pino';
 import { WebSocketServer } from 'ws';
 import type { Config } from './config.js';
 import { type Context, createContextFactory, type InitialContext } from './context.js';
+import { createGraphiQL, type GraphiQLDefaults } from './graphiql.js';
 import { gatewayPlugins } from './plugins.js';
 import { schema } from './schema/index.js';
 import { MisskeyClient, type UpstreamCallEvent } from './upstream/client.js';
@@ -21,7 +22,7 @@ export interface GatewayOptions {
   upstreamConnections?: number;
   graphiql?: boolean;
   /** Default headers and operations GraphiQL opens with (demo mode). */
-  graphiqlDefaults?: { headers?: string; defaultQuery?: string };
+  graphiqlDefaults?: GraphiQLDefaults;
   /** Observes every upstream call (tests count them; metrics use it). */
   onUpstreamCall?: (event: UpstreamCallEvent) => void;
 }
@@ -70,14 +71,8 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     schema,
     graphqlEndpoint: '/graphql',
     context: (initial: InitialContext) => contextFactory(initial),
-    graphiql:
-      options.graphiql === false
-        ? false
-        : {
-            title: 'misskey-graphql',
-            subscriptionsProtocol: 'WS',
-            ...(options.graphiqlDefaults ?? {}),
-          },
+    // GraphiQL is served below from local assets (see graphiql.ts), not by Yoga from a CDN.
+    graphiql: false,
     landingPage: false,
     plugins: gatewayPlugins(),
     logging: {
@@ -88,6 +83,8 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     },
   });
 
+  const graphiql =
+    options.graphiql === false ? null : createGraphiQL(options.graphiqlDefaults, '/graphql');
   let ready = true;
   const http = createServer((req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0];
@@ -110,6 +107,9 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     if (path === '/') {
       res.writeHead(302, { location: '/graphql' });
       res.end();
+      return;
+    }
+    if (graphiql?.handle(req, res)) {
       return;
     }
     yoga(req, res);
