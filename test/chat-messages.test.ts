@@ -155,6 +155,19 @@ describe('sendChatMessage', () => {
     expect(stack.sandbox.callCount()).toBe(0);
   });
 
+  it('chat queries without a token are UNAUTHENTICATED before any upstream call', async () => {
+    for (const query of [
+      '{ chatHistory { id } }',
+      '{ chatConversation(userId: "abc") { edges { cursor } } }',
+      '{ ownedChatRooms { edges { cursor } } }',
+      '{ chatRoomInvitations { edges { cursor } } }',
+    ]) {
+      const res = await stack.gql(query, {}, null);
+      expect(res.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+    }
+    expect(stack.sandbox.callCount()).toBe(0);
+  });
+
   it('an unknown recipient is NOT_FOUND with the Misskey error attached', async () => {
     const res = await send({ toUserId: '0000000000000000', text: 'hi' });
     expect(res.errors?.[0]?.extensions).toMatchObject({

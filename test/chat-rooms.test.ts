@@ -398,10 +398,10 @@ describe('invitations', () => {
   });
 
   it.each([
-    ['an existing member', 'member', 'CHAT_ALREADY_MEMBER'],
-    ['yourself', 'self', 'CHAT_INVITE_SELF'],
-    ['an unknown user', 'unknown', 'NOT_FOUND'],
-  ])('inviting %s is %s', async (_name, who, expected) => {
+    ['an existing member', 'CHAT_ALREADY_MEMBER', 'member'],
+    ['yourself', 'CHAT_INVITE_SELF', 'self'],
+    ['an unknown user', 'NOT_FOUND', 'unknown'],
+  ])('inviting %s is %s', async (_name, expected, who) => {
     const roomId = await createRoom(`invite ${who}`);
     await addMember(roomId, bob, DEMO_TOKENS.bob);
     const userId =
