@@ -1,4 +1,5 @@
 import type { Plugin } from 'graphql-yoga';
+import { responseCache } from './cache.js';
 import type { Context } from './context.js';
 
 export interface PluginOptions {
@@ -13,5 +14,8 @@ export interface PluginOptions {
 export function gatewayPlugins(
   _options: PluginOptions = {},
 ): Plugin<Record<string, unknown> & Context>[] {
-  return [];
+  return [
+    // Anonymous public reads (trend 60 s; hashtags, announcements 30 s) from a shared cache.
+    responseCache(),
+  ];
 }
