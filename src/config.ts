@@ -17,7 +17,71 @@ export interface Config {
   upstreamConnections: number;
   /** Serve GraphiQL on GET /graphql. */
   graphiql: boolean;
+  /** Operation limits, checked before execution (README, "Limits"). */
+  limits: LimitsConfig;
+  /** Deadline of one GraphQL query or mutation, in ms: every upstream call of it ends by then. */
+  operationTimeoutMs: number;
+  /** Extra attempts of a read endpoint after a connection error or a 502/503/504 (0 = none). */
+  upstreamRetries: number;
+  /** Base delay of the retry backoff, in ms (full jitter, doubling per attempt). */
+  upstreamRetryDelayMs: number;
+  /** Consecutive upstream failures that open the circuit breaker (0 = no breaker). */
+  breakerFailures: number;
+  /** How long an open breaker fails fast before it lets one probe call through, in ms. */
+  breakerCooldownMs: number;
+  /** Graceful shutdown: how long in-flight operations may take before sockets are cut, in ms. */
+  shutdownTimeoutMs: number;
+  /** Graceful shutdown: how long `/ready` answers 503 before the listener closes, in ms. */
+  shutdownDelayMs: number;
+  /** Gateway rate limits (0 = off): operations per window per token and per client address. */
+  rateLimit: { perToken: number; perIp: number; windowMs: number };
+  /** Take the client address from the first `X-Forwarded-For` entry (behind a proxy). */
+  trustProxy: boolean;
+  /** Serve Prometheus metrics on GET /metrics. */
+  metrics: boolean;
 }
+
+export interface LimitsConfig {
+  /** Maximum nesting of selections. */
+  maxDepth: number;
+  /** Maximum aliases in one operation. */
+  maxAliases: number;
+  /** Maximum directives in one operation. */
+  maxDirectives: number;
+  /** Maximum lexical tokens of a document. */
+  maxTokens: number;
+  /** Maximum estimated cost: fields, with connections multiplied by their page size. */
+  maxCost: number;
+  /** Maximum number of selected fields (after expanding fragments). */
+  maxFields: number;
+  /** Maximum size of the GraphQL document text, in bytes. */
+  maxDocumentBytes: number;
+  /** Maximum operations in one batched HTTP request (0 = batching off). */
+  maxBatch: number;
+  /** Maximum HTTP request body, in bytes (413 above). */
+  maxBodyBytes: number;
+  /** Maximum websocket message, in bytes (the socket is closed with 1009 above). */
+  wsMaxPayloadBytes: number;
+  /** Maximum running subscriptions on one websocket. */
+  wsMaxSubscriptions: number;
+  /** A websocket that sends no `connection_init` within this many ms is closed with 4408. */
+  wsInitTimeoutMs: number;
+}
+
+export const DEFAULT_LIMITS: LimitsConfig = {
+  maxDepth: 12,
+  maxAliases: 30,
+  maxDirectives: 20,
+  maxTokens: 2_000,
+  maxCost: 5_000,
+  maxFields: 500,
+  maxDocumentBytes: 32 * 1024,
+  maxBatch: 10,
+  maxBodyBytes: 64 * 1024,
+  wsMaxPayloadBytes: 64 * 1024,
+  wsMaxSubscriptions: 20,
+  wsInitTimeoutMs: 3_000,
+};
 
 export class ConfigError extends Error {
   constructor(
@@ -103,13 +167,51 @@ export function loadConfig(env: Env = process.env): Config {
     );
   }
   const host = env.HOST?.trim() || '127.0.0.1';
+  const d = DEFAULT_LIMITS;
+  const upstreamTimeoutMs = integer(env, 'UPSTREAM_TIMEOUT_MS', 10_000, 100, 300_000);
+  const operationTimeoutMs = integer(env, 'OPERATION_TIMEOUT_MS', 15_000, 100, 600_000);
+  const shutdownTimeoutMs = integer(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000);
   return {
     misskeyUrl: origin(env, 'MISSKEY_URL'),
     port: integer(env, 'PORT', 4000, 0, 65535),
     host,
     logLevel,
-    upstreamTimeoutMs: integer(env, 'UPSTREAM_TIMEOUT_MS', 10_000, 100, 300_000),
+    upstreamTimeoutMs,
     upstreamConnections: integer(env, 'UPSTREAM_CONNECTIONS', 32, 1, 1024),
     graphiql: boolean(env, 'GRAPHIQL', true),
+    limits: {
+      maxDepth: integer(env, 'MAX_DEPTH', d.maxDepth, 1, 1_000),
+      maxAliases: integer(env, 'MAX_ALIASES', d.maxAliases, 0, 10_000),
+      maxDirectives: integer(env, 'MAX_DIRECTIVES', d.maxDirectives, 0, 10_000),
+      maxTokens: integer(env, 'MAX_TOKENS', d.maxTokens, 10, 1_000_000),
+      maxCost: integer(env, 'MAX_COST', d.maxCost, 1, 100_000_000),
+      maxFields: integer(env, 'MAX_FIELDS', d.maxFields, 1, 1_000_000),
+      maxDocumentBytes: integer(env, 'MAX_DOCUMENT_BYTES', d.maxDocumentBytes, 100, 16_777_216),
+      maxBatch: integer(env, 'MAX_BATCH', d.maxBatch, 0, 1_000),
+      maxBodyBytes: integer(env, 'MAX_BODY_BYTES', d.maxBodyBytes, 1_024, 104_857_600),
+      wsMaxPayloadBytes: integer(
+        env,
+        'WS_MAX_PAYLOAD_BYTES',
+        d.wsMaxPayloadBytes,
+        1_024,
+        104_857_600,
+      ),
+      wsMaxSubscriptions: integer(env, 'WS_MAX_SUBSCRIPTIONS', d.wsMaxSubscriptions, 1, 10_000),
+      wsInitTimeoutMs: integer(env, 'WS_INIT_TIMEOUT_MS', d.wsInitTimeoutMs, 100, 600_000),
+    },
+    operationTimeoutMs,
+    upstreamRetries: integer(env, 'UPSTREAM_RETRIES', 2, 0, 10),
+    upstreamRetryDelayMs: integer(env, 'UPSTREAM_RETRY_DELAY_MS', 100, 1, 60_000),
+    breakerFailures: integer(env, 'BREAKER_FAILURES', 5, 0, 10_000),
+    breakerCooldownMs: integer(env, 'BREAKER_COOLDOWN_MS', 5_000, 100, 3_600_000),
+    shutdownTimeoutMs,
+    shutdownDelayMs: integer(env, 'SHUTDOWN_DELAY_MS', 0, 0, 600_000),
+    rateLimit: {
+      perToken: integer(env, 'RATE_LIMIT_PER_TOKEN', 0, 0, 100_000_000),
+      perIp: integer(env, 'RATE_LIMIT_PER_IP', 0, 0, 100_000_000),
+      windowMs: integer(env, 'RATE_LIMIT_WINDOW_MS', 60_000, 100, 86_400_000),
+    },
+    trustProxy: boolean(env, 'TRUST_PROXY', false),
+    metrics: boolean(env, 'METRICS', true),
   };
 }

@@ -6,22 +6,38 @@ import {
   UpstreamTimeoutError,
   UpstreamUnavailableError,
 } from './upstream/errors.js';
+import { CircuitOpenError } from './upstream/policy.js';
 
 /**
  * The gateway's error model: every error a client can see has one of these `extensions.code`s
- * (README, "Errors"). When Misskey refused a call, `extensions.misskey` holds its `code`, `id` and
- * HTTP `status`.
+ * (README, "Errors"), over HTTP and websockets alike. When Misskey refused a call,
+ * `extensions.misskey` holds its `code`, `id` and HTTP `status`. Domains add codes of their own
+ * for Misskey refusals they know (e.g. `CHAT_UNAVAILABLE`), always with `extensions.misskey`.
  */
 export const ErrorCode = {
   UNAUTHENTICATED: 'UNAUTHENTICATED',
   FORBIDDEN: 'FORBIDDEN',
   NOT_FOUND: 'NOT_FOUND',
   BAD_USER_INPUT: 'BAD_USER_INPUT',
+  /** Misskey's rate limit, or the gateway's own; `extensions.retryAfter` in seconds. */
   RATE_LIMITED: 'RATE_LIMITED',
+  /** Misskey failed with an internal error it did not explain. */
   UPSTREAM_ERROR: 'UPSTREAM_ERROR',
   UPSTREAM_UNAVAILABLE: 'UPSTREAM_UNAVAILABLE',
   UPSTREAM_TIMEOUT: 'UPSTREAM_TIMEOUT',
   UPSTREAM_BAD_RESPONSE: 'UPSTREAM_BAD_RESPONSE',
+  /** An operation limit (depth, aliases, cost, …) refused the operation before execution. */
+  OPERATION_LIMIT_EXCEEDED: 'OPERATION_LIMIT_EXCEEDED',
+  /** Set by Yoga: malformed request (bad JSON, no query, mutation over GET, missing CSRF header). */
+  BAD_REQUEST: 'BAD_REQUEST',
+  /** Set by Yoga: request body over `MAX_BODY_BYTES` (HTTP 413). */
+  REQUEST_ENTITY_TOO_LARGE: 'REQUEST_ENTITY_TOO_LARGE',
+  /** Set by Yoga: the document is not GraphQL. */
+  GRAPHQL_PARSE_FAILED: 'GRAPHQL_PARSE_FAILED',
+  /** Set by Yoga: the document does not fit the schema. */
+  GRAPHQL_VALIDATION_FAILED: 'GRAPHQL_VALIDATION_FAILED',
+  /** Set by Yoga: a bug; the message is masked and the error logged with the request id. */
+  INTERNAL_SERVER_ERROR: 'INTERNAL_SERVER_ERROR',
 } as const;
 
 export type ErrorCodeName = (typeof ErrorCode)[keyof typeof ErrorCode] | (string & {});
@@ -94,6 +110,9 @@ function codeForApiError(error: MisskeyApiError): { code: string; message: strin
   ) {
     return { code: ErrorCode.FORBIDDEN, message: error.message };
   }
+  if (error.status === 502 || error.status === 503 || error.status === 504) {
+    return { code: ErrorCode.UPSTREAM_UNAVAILABLE, message: 'Misskey is unavailable.' };
+  }
   if (error.status >= 500) {
     return { code: ErrorCode.UPSTREAM_ERROR, message: 'Misskey failed with an internal error.' };
   }
@@ -108,6 +127,9 @@ export function fromUpstream(error: unknown): GraphQLError | unknown {
   if (error instanceof MisskeyApiError) {
     const { code, message } = codeForApiError(error);
     const misskeyMessage = error.status >= 500 ? undefined : misskeyMessageOf(error);
+    // Only reasons a domain registered are shown: an unknown 500 reason may carry server internals.
+    const reason = error.internalReason;
+    const knownReason = reason !== undefined && internalReasons.some((r) => r.match.test(reason));
     return gatewayError(code, message, {
       misskey: {
         code: error.code,
@@ -115,7 +137,7 @@ export function fromUpstream(error: unknown): GraphQLError | unknown {
         status: error.status,
         endpoint: error.endpoint,
         ...(misskeyMessage ? { message: misskeyMessage } : {}),
-        ...(error.internalReason ? { reason: error.internalReason } : {}),
+        ...(knownReason ? { reason } : {}),
       },
       ...(error.retryAfter !== undefined ? { retryAfter: error.retryAfter } : {}),
       ...(error.code === 'INVALID_PARAM' ? { invalidParam: error.info } : {}),
@@ -125,6 +147,14 @@ export function fromUpstream(error: unknown): GraphQLError | unknown {
     return gatewayError(ErrorCode.UPSTREAM_TIMEOUT, 'Misskey did not answer in time.', {
       endpoint: error.endpoint,
     });
+  }
+  if (error instanceof CircuitOpenError) {
+    const retryAfter = Math.max(1, Math.ceil(error.retryAfterMs / 1000));
+    return gatewayError(
+      ErrorCode.UPSTREAM_UNAVAILABLE,
+      'Misskey is failing; the gateway stopped calling it for a moment.',
+      { endpoint: error.endpoint, circuit: 'open', retryAfter },
+    );
   }
   if (error instanceof UpstreamUnavailableError) {
     return gatewayError(ErrorCode.UPSTREAM_UNAVAILABLE, 'Misskey cannot be reached.', {
@@ -157,4 +187,42 @@ export function isNotFound(error: unknown): boolean {
 
 export function isGraphQLError(error: unknown): error is GraphQLError {
   return error instanceof GraphQLError;
+}
+
+/**
+ * Yoga's `maskError`: GraphQL errors the gateway made pass through; an upstream failure a
+ * resolver let through unconverted still gets its code; anything else is a bug and becomes
+ * `message` ("Unexpected error.") with `INTERNAL_SERVER_ERROR`: no stack, no text of the original
+ * (Yoga logs the original).
+ */
+export function maskUnexpected(error: unknown, message: string): Error {
+  let original: unknown = error;
+  while (original instanceof GraphQLError && original.originalError) {
+    original = original.originalError;
+  }
+  if (original instanceof GraphQLError) {
+    return original === error ? original : rebase(original, error);
+  }
+  const converted = fromUpstream(original);
+  if (converted instanceof GraphQLError) {
+    return rebase(converted, error);
+  }
+  return rebase(
+    new GraphQLError(message, { extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR } }),
+    error,
+  );
+}
+
+/** `error`'s message and extensions at the place (path, locations) where `at` was raised. */
+function rebase(error: GraphQLError, at: unknown): GraphQLError {
+  if (!(at instanceof GraphQLError)) {
+    return error;
+  }
+  return new GraphQLError(error.message, {
+    nodes: at.nodes,
+    source: at.source,
+    positions: at.positions,
+    path: at.path,
+    extensions: error.extensions,
+  });
 }

@@ -40,14 +40,23 @@ async function main(): Promise<void> {
     console.log(`upstream: ${misskeyUrl}`);
   }
 
+  // SIGTERM/SIGINT: graceful close (gateway.close() is bounded by SHUTDOWN_DELAY_MS +
+  // SHUTDOWN_TIMEOUT_MS), then exit 0; a second signal, or a close that overruns, exits 1.
+  const logger = options.logger;
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
-      return;
+      process.exit(1);
     }
     stopping = true;
     console.log(`${signal}: shutting down`);
-    const force = setTimeout(() => process.exit(1), 15_000);
+    const force = setTimeout(
+      () => {
+        logger?.error({ signal }, 'shutdown did not finish in time');
+        process.exit(1);
+      },
+      config.shutdownDelayMs + config.shutdownTimeoutMs + 5_000,
+    );
     force.unref();
     gateway
       .close()
@@ -55,13 +64,13 @@ async function main(): Promise<void> {
       .then(
         () => process.exit(0),
         (error: unknown) => {
-          console.error(error);
+          logger?.error({ err: error }, 'shutdown failed');
           process.exit(1);
         },
       );
   };
-  process.once('SIGINT', () => stop('SIGINT'));
-  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
 }
 
 const DEMO_QUERY = `# Welcome to misskey-graphql. The Authorization header (below) holds alice's demo token.

@@ -1,21 +1,131 @@
+import { randomUUID } from 'node:crypto';
+import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
+import { usePrometheus } from '@graphql-yoga/plugin-prometheus';
 import type { Plugin } from 'graphql-yoga';
 import { responseCache } from './cache.js';
-import type { Context } from './context.js';
+import { DEFAULT_LIMITS, type LimitsConfig } from './config.js';
+import { type Context, tokenFrom } from './context.js';
+import { ErrorCode, gatewayError } from './errors.js';
+import { type GatewayRateLimit, limitError, operationLimitPlugins } from './limits.js';
+import { type GatewayMetrics, requestScope } from './observability.js';
 
 export interface PluginOptions {
-  /** Reserved for settings of the plugins below. */
-  readonly env?: Record<string, never>;
+  /** Operation limits (default: `DEFAULT_LIMITS`). */
+  readonly limits?: LimitsConfig;
+  /** Deadline of one query or mutation, in ms (default 15 s). */
+  readonly operationTimeoutMs?: number;
+  /** Serve `/metrics` and record operation metrics into this registry (none: no metrics). */
+  readonly metrics?: GatewayMetrics | null;
+  /** The gateway's own rate limit (none: off). */
+  readonly rateLimit?: GatewayRateLimit | null;
 }
+
+type GatewayPlugin = Plugin<Record<string, unknown> & Context>;
+
+/** Headers that make a browser send a CORS preflight, so a cross-site form or <img> can't. */
+export const CSRF_HEADERS = ['x-graphql-yoga-csrf', 'apollo-require-preflight'];
 
 /**
  * The envelop/Yoga plugins of the gateway, in order. One line each; every plugin says why it is
  * here.
  */
-export function gatewayPlugins(
-  _options: PluginOptions = {},
-): Plugin<Record<string, unknown> & Context>[] {
+export function gatewayPlugins(options: PluginOptions = {}): GatewayPlugin[] {
+  const limits = options.limits ?? DEFAULT_LIMITS;
   return [
+    // GET and "simple" POSTs (form, text/plain) must carry a preflighted header: no CSRF.
+    csrfPrevention(),
+    // Batch size and the gateway rate limit, counted per operation before anything is parsed.
+    admission(limits, options.rateLimit ?? null),
+    // Document size, depth, aliases, directives, tokens, cost and field count: before execution.
+    ...(operationLimitPlugins(limits) as GatewayPlugin[]),
+    // Each query or mutation gets a deadline that its upstream calls inherit.
+    operationDeadline(options.operationTimeoutMs ?? 15_000),
     // Anonymous public reads (trend 60 s; hashtags, announcements 30 s) from a shared cache.
     responseCache(),
+    // Prometheus `/metrics`; no operationName label: clients choose it, so it could grow unbounded.
+    ...(options.metrics
+      ? [
+          usePrometheus({
+            endpoint: '/metrics',
+            registry: options.metrics.registry,
+            labels: { operationName: false },
+            metrics: { graphql_yoga_http_duration: false },
+          }) as GatewayPlugin,
+        ]
+      : []),
   ];
+}
+
+/** Yoga's CSRF prevention, with the error in the gateway's model (a code, and how to comply). */
+function csrfPrevention(): GatewayPlugin {
+  const plugin = useCSRFPrevention({ requestHeaders: CSRF_HEADERS });
+  return {
+    onRequestParse(payload) {
+      try {
+        plugin.onRequestParse?.(payload as never);
+      } catch {
+        throw gatewayError(
+          ErrorCode.BAD_REQUEST,
+          `GET requests and text/plain or form POSTs need one of these headers: ${CSRF_HEADERS.join(', ')} (CSRF prevention). JSON POSTs need none.`,
+          { http: { status: 403 } },
+        );
+      }
+    },
+  };
+}
+
+/** Refuses a batch over `maxBatch` operations, and operations over the gateway rate limit. */
+function admission(limits: LimitsConfig, rateLimit: GatewayRateLimit | null): GatewayPlugin {
+  return {
+    onRequestParse({ request }) {
+      return {
+        onRequestParseDone({ requestParserResult }) {
+          const operations = Array.isArray(requestParserResult) ? requestParserResult.length : 1;
+          if (Array.isArray(requestParserResult) && operations > limits.maxBatch) {
+            const error = limitError(
+              'batch',
+              limits.maxBatch,
+              limits.maxBatch === 0
+                ? 'Batched requests are not accepted.'
+                : `A batch may hold ${limits.maxBatch} operations; this one has ${operations}.`,
+              operations,
+              413,
+            );
+            throw error;
+          }
+          if (rateLimit?.enabled) {
+            const refused = rateLimit.check(
+              tokenFrom({ request }),
+              requestScope.getStore()?.ip ?? 'unknown',
+              operations,
+            );
+            if (refused) {
+              throw refused;
+            }
+          }
+        },
+      };
+    },
+  };
+}
+
+/**
+ * Runs every query and mutation (HTTP or websocket) in a request scope with a deadline; the
+ * upstream client cuts each call to end by then and refuses calls after it. Subscriptions run
+ * without one: they live as long as the client wants.
+ */
+function operationDeadline(timeoutMs: number): GatewayPlugin {
+  return {
+    onExecute({ executeFn, setExecuteFn }) {
+      setExecuteFn((args) => {
+        const parent = requestScope.getStore();
+        const scope = {
+          requestId: parent?.requestId ?? randomUUID(),
+          ip: parent?.ip ?? 'unknown',
+          deadline: Date.now() + timeoutMs,
+        };
+        return requestScope.run(scope, () => executeFn(args));
+      });
+    },
+  };
 }

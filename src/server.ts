@@ -1,13 +1,29 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import type { ExecutionArgs, execute, subscribe } from 'graphql';
+import {
+  type DocumentNode,
+  type ExecutionArgs,
+  type execute,
+  GraphQLError,
+  type GraphQLFormattedError,
+  type subscribe,
+} from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import { type Logger, pino } from 'pino';
 import { WebSocketServer } from 'ws';
-import type { Config } from './config.js';
-import { type Context, createContextFactory, type InitialContext } from './context.js';
+import { type Config, DEFAULT_LIMITS, type LimitsConfig } from './config.js';
+import { type Context, createContextFactory, type InitialContext, tokenFrom } from './context.js';
+import { maskUnexpected } from './errors.js';
 import { createGraphiQL, type GraphiQLDefaults } from './graphiql.js';
+import { GatewayRateLimit, type GatewayRateLimits, limitError } from './limits.js';
+import {
+  createLogger,
+  GatewayMetrics,
+  requestIdFrom,
+  requestScope,
+  routeOf,
+} from './observability.js';
 import { gatewayPlugins } from './plugins.js';
 import { schema } from './schema/index.js';
 import { MisskeyClient, type UpstreamCallEvent } from './upstream/client.js';
@@ -25,6 +41,26 @@ export interface GatewayOptions {
   graphiqlDefaults?: GraphiQLDefaults;
   /** Observes every upstream call (tests count them; metrics use it). */
   onUpstreamCall?: (event: UpstreamCallEvent) => void;
+  /** Operation, body and websocket limits (default `DEFAULT_LIMITS`). */
+  limits?: Partial<LimitsConfig>;
+  /** Deadline of one query or mutation in ms (default 15 000). */
+  operationTimeoutMs?: number;
+  /** Extra attempts of read endpoints (default 2; 0 = none) and their backoff base in ms. */
+  upstreamRetries?: number;
+  upstreamRetryDelayMs?: number;
+  /** Consecutive failures that open the breaker (default 5; 0 = no breaker) and its cooldown. */
+  breakerFailures?: number;
+  breakerCooldownMs?: number;
+  /** close(): how long `/ready` says 503 before the listener closes (default 0), and how long
+   *  in-flight operations may run before their sockets are cut (default 10 000). */
+  shutdownDelayMs?: number;
+  shutdownTimeoutMs?: number;
+  /** The gateway's own rate limit (default off). */
+  rateLimit?: GatewayRateLimits;
+  /** Client address from `X-Forwarded-For` (default false). */
+  trustProxy?: boolean;
+  /** Serve `/metrics` (default true). */
+  metrics?: boolean;
 }
 
 export interface Gateway {
@@ -33,6 +69,8 @@ export interface Gateway {
   readonly origin: string;
   readonly client: MisskeyClient;
   readonly yoga: YogaServerInstance<Record<string, unknown>, Context>;
+  /** Prometheus metrics (null when `metrics: false`). */
+  readonly metrics: GatewayMetrics | null;
   /** Closes websockets, the HTTP server and the upstream pool. */
   close(): Promise<void>;
 }
@@ -47,10 +85,21 @@ export function gatewayOptionsFromConfig(config: Config, misskeyUrl: string): Ga
     misskeyUrl,
     port: config.port,
     host: config.host,
-    logger: pino({ level: config.logLevel }),
+    logger: createLogger(config.logLevel),
     upstreamTimeoutMs: config.upstreamTimeoutMs,
     upstreamConnections: config.upstreamConnections,
     graphiql: config.graphiql,
+    limits: config.limits,
+    operationTimeoutMs: config.operationTimeoutMs,
+    upstreamRetries: config.upstreamRetries,
+    upstreamRetryDelayMs: config.upstreamRetryDelayMs,
+    breakerFailures: config.breakerFailures,
+    breakerCooldownMs: config.breakerCooldownMs,
+    shutdownDelayMs: config.shutdownDelayMs,
+    shutdownTimeoutMs: config.shutdownTimeoutMs,
+    rateLimit: config.rateLimit,
+    trustProxy: config.trustProxy,
+    metrics: config.metrics,
   };
 }
 
@@ -60,11 +109,62 @@ export function gatewayOptionsFromConfig(config: Config, misskeyUrl: string): Ga
  */
 export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const logger = options.logger ?? pino({ level: 'silent' });
-  const client = new MisskeyClient(options.misskeyUrl, {
+  const limits: LimitsConfig = { ...DEFAULT_LIMITS, ...options.limits };
+  const metrics =
+    options.metrics === false
+      ? null
+      : new GatewayMetrics(() => {
+          const sockets = client.sockets();
+          return {
+            sockets: sockets.connected,
+            queued: sockets.pending,
+            breaker: client.breakerState,
+          };
+        });
+  const retries = options.upstreamRetries ?? 2;
+  const breakerFailures = options.breakerFailures ?? 5;
+  const client: MisskeyClient = new MisskeyClient(options.misskeyUrl, {
     timeoutMs: options.upstreamTimeoutMs,
     connections: options.upstreamConnections,
-    onCall: options.onUpstreamCall,
+    retry: retries > 0 ? { retries, baseDelayMs: options.upstreamRetryDelayMs ?? 100 } : undefined,
+    breaker:
+      breakerFailures > 0
+        ? {
+            failureThreshold: breakerFailures,
+            cooldownMs: options.breakerCooldownMs ?? 5_000,
+            onStateChange: (state) => logger.warn({ breaker: state }, 'upstream circuit breaker'),
+          }
+        : undefined,
+    deadline: () => requestScope.getStore()?.deadline,
+    onCall: (event) => {
+      const outcome = event.error ?? 'ok';
+      metrics?.upstreamCalls.inc({
+        endpoint: event.endpoint,
+        outcome,
+        status: event.status === null ? 'none' : String(event.status),
+      });
+      metrics?.upstreamDuration.observe({ endpoint: event.endpoint }, event.durationMs / 1000);
+      logger.debug(
+        {
+          endpoint: event.endpoint,
+          status: event.status,
+          ms: Math.round(event.durationMs),
+          attempt: event.attempt,
+          ...(event.error ? { error: event.error } : {}),
+        },
+        'upstream call',
+      );
+      options.onUpstreamCall?.(event);
+    },
+    onRefused: ({ endpoint, reason }) => {
+      metrics?.upstreamRefused.inc({ endpoint, reason });
+      logger.debug({ endpoint, reason }, 'upstream call refused');
+    },
   });
+  const rateLimit = new GatewayRateLimit(
+    options.rateLimit ?? { perToken: 0, perIp: 0, windowMs: 60_000 },
+    () => metrics?.rateLimited.inc(),
+  );
   const contextFactory = createContextFactory(client);
 
   const yoga = createYoga<Record<string, unknown>, Context>({
@@ -74,7 +174,22 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     // GraphiQL is served below from local assets (see graphiql.ts), not by Yoga from a CDN.
     graphiql: false,
     landingPage: false,
-    plugins: gatewayPlugins(),
+    plugins: gatewayPlugins({
+      limits,
+      operationTimeoutMs: options.operationTimeoutMs,
+      metrics,
+      rateLimit: rateLimit.enabled ? rateLimit : null,
+    }),
+    batching: limits.maxBatch > 0 ? { limit: limits.maxBatch } : false,
+    maxRequestBodySize: limits.maxBodyBytes,
+    // The cost rule depends on variables: a validation result cannot be reused by document.
+    parserAndValidationCache: { validationCache: false },
+    maskedErrors: {
+      isDev: false,
+      // Upstream failures a resolver let through still get their code; anything else is a bug:
+      // "Unexpected error." for the client, the real error in the log with the request id.
+      maskError: maskUnexpected,
+    },
     logging: {
       debug: (...args) => logger.debug(args.map(String).join(' ')),
       info: (...args) => logger.info(args.map(String).join(' ')),
@@ -86,7 +201,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const graphiql =
     options.graphiql === false ? null : createGraphiQL(options.graphiqlDefaults, '/graphql');
   let ready = true;
-  const http = createServer((req: IncomingMessage, res: ServerResponse) => {
+  const route = (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/health') {
       sendJson(res, 200, { status: 'ok' });
@@ -113,6 +228,38 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       return;
     }
     yoga(req, res);
+  };
+  // Every request runs in a scope with its id (echoed as X-Request-Id, on every log line) and
+  // ends with one access log line (path without the query string: GET variables stay out).
+  const http = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const requestId = requestIdFrom(req.headers['x-request-id']);
+    const started = performance.now();
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    res.setHeader('x-request-id', requestId);
+    if (!ready) {
+      res.setHeader('connection', 'close');
+    }
+    res.once('close', () => {
+      const ms = performance.now() - started;
+      metrics?.httpDuration.observe(
+        { route: routeOf(path), status: String(res.statusCode) },
+        ms / 1000,
+      );
+      logger.info(
+        {
+          reqId: requestId,
+          method: req.method,
+          path: routeOf(path),
+          status: res.statusCode,
+          ms: Math.round(ms),
+          ...(res.writableFinished ? {} : { aborted: true }),
+        },
+        'request',
+      );
+    });
+    requestScope.run({ requestId, ip: clientIp(req, options.trustProxy ?? false) }, () =>
+      route(req, res),
+    );
   });
   const sockets = new Set<Socket>();
   http.on('connection', (socket) => {
@@ -123,13 +270,54 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const wss = new WebSocketServer({
     server: http,
     path: yoga.graphqlEndpoint,
-    maxPayload: 64 * 1024,
+    maxPayload: limits.wsMaxPayloadBytes,
   });
+  wss.on('connection', (socket) => {
+    metrics?.wsConnections.inc();
+    socket.once('close', () => metrics?.wsConnections.dec());
+  });
+  /** Limits of a websocket operation, checked before it is parsed: per-socket count, rate. */
+  const admitWsOperation = (ctx: {
+    subscriptions: Record<string, unknown>;
+    connectionParams?: Readonly<Record<string, unknown>>;
+    extra: { request: IncomingMessage };
+  }): GraphQLError | null => {
+    // graphql-ws registers the new operation's id before onSubscribe runs.
+    const running = Object.keys(ctx.subscriptions).length;
+    if (running > limits.wsMaxSubscriptions) {
+      return limitError(
+        'subscriptions',
+        limits.wsMaxSubscriptions,
+        `A websocket may run ${limits.wsMaxSubscriptions} operations at once.`,
+        running,
+      );
+    }
+    if (!rateLimit.enabled) {
+      return null;
+    }
+    return rateLimit.check(
+      tokenFrom({ connectionParams: ctx.connectionParams }),
+      clientIp(ctx.extra.request, options.trustProxy ?? false),
+    );
+  };
   const wsServer = useServer(
     {
       execute: (args) => (args.rootValue as Enveloped).execute(args),
+      onOperation: () => {
+        metrics?.activeSubscriptions.inc();
+      },
+      onComplete: () => {
+        metrics?.activeSubscriptions.dec();
+      },
+      // `extensions.http` steers HTTP statuses; it means nothing on a websocket.
+      onError: (_ctx, _id, _payload, errors) => errors.map(withoutHttp),
       subscribe: (args) => (args.rootValue as Enveloped).subscribe(args),
+      connectionInitWaitTimeout: limits.wsInitTimeoutMs,
       onSubscribe: async (ctx, _id, params) => {
+        const refused = admitWsOperation(ctx);
+        if (refused) {
+          return [refused];
+        }
         const {
           schema: envSchema,
           execute: envExecute,
@@ -144,10 +332,17 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
           params,
           connectionParams: ctx.connectionParams,
         });
+        let document: DocumentNode;
+        try {
+          document = parse(params.query);
+        } catch (error) {
+          // Thrown here, graphql-ws would close the socket (4500): answer like HTTP does instead.
+          return [parseFailure(error)];
+        }
         const args = {
           schema: envSchema,
           operationName: params.operationName,
-          document: parse(params.query),
+          document,
           variableValues: params.variables,
           contextValue: await envContext(),
           rootValue: { execute: envExecute, subscribe: envSubscribe },
@@ -180,9 +375,20 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     origin,
     client,
     yoga,
+    metrics,
+    // Graceful: /ready turns 503 (for shutdownDelayMs), websockets close with 1001 (their
+    // subscriptions complete), the listener closes, in-flight HTTP operations finish and their
+    // keep-alive sockets close; whatever still runs after shutdownTimeoutMs is cut. Then the
+    // upstream pool closes.
     close: () => {
       closing ??= (async () => {
         ready = false;
+        const started = Date.now();
+        const bound = options.shutdownTimeoutMs ?? 10_000;
+        logger.info({ inFlightSockets: sockets.size }, 'shutting down');
+        if ((options.shutdownDelayMs ?? 0) > 0) {
+          await delay(options.shutdownDelayMs ?? 0);
+        }
         for (const socket of wss.clients) {
           socket.close(1001, 'Server shutting down');
         }
@@ -190,17 +396,70 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         await new Promise<void>((resolve) => wss.close(() => resolve()));
         const closed = new Promise<void>((resolve) => http.close(() => resolve()));
         http.closeIdleConnections();
-        setTimeout(() => {
+        // A keep-alive socket becomes idle once its in-flight request is answered.
+        const idle = setInterval(() => http.closeIdleConnections(), 25);
+        const cut = setTimeout(() => {
+          logger.warn({ sockets: sockets.size }, 'shutdown bound reached: cutting sockets');
           for (const socket of sockets) {
             socket.destroy();
           }
-        }, 5_000).unref();
+        }, bound);
         await closed;
-        await client.close();
+        clearInterval(idle);
+        clearTimeout(cut);
+        const left = Math.max(0, bound - (Date.now() - started));
+        const drained = await Promise.race([
+          client.close().then(() => true),
+          delay(left).then(() => false),
+        ]);
+        if (!drained) {
+          await client.destroy();
+        }
+        logger.info({ ms: Date.now() - started }, 'gateway closed');
       })();
       return closing;
     },
   };
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function parseFailure(error: unknown): GraphQLError {
+  if (!(error instanceof GraphQLError)) {
+    return new GraphQLError('The document could not be parsed.', {
+      extensions: { code: 'GRAPHQL_PARSE_FAILED' },
+    });
+  }
+  if (error.extensions.code !== undefined) {
+    return error;
+  }
+  return new GraphQLError(error.message, {
+    source: error.source,
+    positions: error.positions,
+    extensions: { ...error.extensions, code: 'GRAPHQL_PARSE_FAILED' },
+  });
+}
+
+function withoutHttp(error: GraphQLError): GraphQLFormattedError {
+  const { http: _http, ...extensions } = error.extensions ?? {};
+  const json = error.toJSON();
+  return Object.keys(extensions).length > 0
+    ? { ...json, extensions }
+    : { ...json, extensions: undefined };
+}
+
+/** The client address: the socket's peer, or the first `X-Forwarded-For` entry behind a proxy. */
+function clientIp(req: IncomingMessage, trustProxy: boolean): string {
+  if (trustProxy) {
+    const forwarded = req.headers['x-forwarded-for'];
+    const first = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(',')[0]?.trim();
+    if (first) {
+      return first;
+    }
+  }
+  return req.socket.remoteAddress ?? 'unknown';
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {

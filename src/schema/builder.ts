@@ -1,4 +1,6 @@
 import SchemaBuilder from '@pothos/core';
+// https://pothos-graphql.dev/docs/plugins/complexity — field costs; the limit is a validation rule
+import ComplexityPlugin from '@pothos/plugin-complexity';
 // https://pothos-graphql.dev/docs/plugins/relay — connections whose cursors are Misskey ids
 import RelayPlugin from '@pothos/plugin-relay';
 // https://pothos-graphql.dev/docs/plugins/scope-auth — `authenticated` fails before any upstream call
@@ -7,6 +9,7 @@ import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
 import SimpleObjectsPlugin from '@pothos/plugin-simple-objects';
 import type { Context } from '../context.js';
 import { unauthenticated } from '../errors.js';
+import { fieldCost } from '../limits.js';
 
 export type Scalars = {
   DateTime: { Input: Date; Output: Date | string };
@@ -19,7 +22,9 @@ export const builder = new SchemaBuilder<{
   DefaultFieldNullability: false;
 }>({
   // scope-auth first, as its docs recommend: auth runs before any other plugin's wrapping.
-  plugins: [ScopeAuthPlugin, RelayPlugin, SimpleObjectsPlugin],
+  plugins: [ScopeAuthPlugin, RelayPlugin, SimpleObjectsPlugin, ComplexityPlugin],
+  // Every field gets a cost (connections × page size); src/limits.ts enforces MAX_COST.
+  complexity: { fieldComplexity: fieldCost, disabled: true },
   scopeAuth: {
     authorizeOnSubscribe: true,
     authScopes: (ctx) => ({ authenticated: ctx.token !== null }),

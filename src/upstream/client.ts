@@ -7,6 +7,16 @@ import {
   UpstreamTimeoutError,
   UpstreamUnavailableError,
 } from './errors.js';
+import {
+  type BreakerOptions,
+  type BreakerState,
+  backoffDelay,
+  CallerAbortedError,
+  CircuitBreaker,
+  isRetryable,
+  READ_ENDPOINTS,
+  type RetryOptions,
+} from './policy.js';
 
 export type EndpointName = keyof Endpoints;
 export type EndpointParams<E extends EndpointName> = Endpoints[E]['req'];
@@ -19,8 +29,21 @@ export interface MisskeyClientOptions {
   connections?: number;
   /** How long an idle keep-alive socket is kept, in ms. */
   keepAliveTimeoutMs?: number;
-  /** Called after every call (for metrics and tests). */
+  /** Called after every request sent upstream, retries included (for metrics and tests). */
   onCall?: (event: UpstreamCallEvent) => void;
+  /** Called when a call is refused without a request: breaker open, or deadline already spent. */
+  onRefused?: (event: { endpoint: string; reason: 'circuit-open' | 'deadline' }) => void;
+  /** Retries of read endpoints (`READ_ENDPOINTS`) after connection errors and 502/503/504.
+   *  Off unless given. */
+  retry?: RetryOptions;
+  /** Circuit breaker over every call of this client. Off unless given. */
+  breaker?: BreakerOptions;
+  /**
+   * The deadline (epoch ms) of the operation the current call belongs to, if any: calls are cut
+   * to end by then and refused once it has passed. Read at each call (e.g. from an
+   * AsyncLocalStorage scope).
+   */
+  deadline?: () => number | undefined;
 }
 
 export interface UpstreamCallEvent {
@@ -28,12 +51,26 @@ export interface UpstreamCallEvent {
   status: number | null;
   durationMs: number;
   error?: string;
+  /** 0 for the first attempt, 1… for retries. */
+  attempt: number;
 }
 
 export interface CallOptions {
   signal?: AbortSignal;
   /** Overrides the client's timeout for this call. */
   timeoutMs?: number;
+  /** Absolute deadline (epoch ms), overriding the `deadline` provider. */
+  deadline?: number;
+}
+
+/** Sockets of the pool (undici `PoolStats`). */
+export interface UpstreamSocketStats {
+  /** Open sockets. */
+  connected: number;
+  /** Requests being processed. */
+  running: number;
+  /** Requests waiting for a socket. */
+  pending: number;
 }
 
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
@@ -46,19 +83,31 @@ const MAX_BODY_BYTES = 16 * 1024 * 1024;
  * - `MisskeyApiError` when Misskey refuses the call (`{ error: {...} }` with its HTTP status);
  * - `UpstreamUnavailableError` when the connection is refused, reset or closed early;
  * - `UpstreamTimeoutError` when the deadline passes (the request is aborted);
- * - `UpstreamBadResponseError` when the answer is not Misskey JSON.
+ * - `UpstreamBadResponseError` when the answer is not Misskey JSON;
+ * - `CircuitOpenError` (an `UpstreamUnavailableError`) while the breaker is open.
  * The token is sent only in the `Authorization` header and never appears in any error.
+ *
+ * With `retry`, read endpoints are tried again after a connection error or a 502/503/504, with
+ * jittered backoff, within the operation's deadline; writes are sent exactly once.
  */
 export class MisskeyClient {
   readonly origin: string;
   readonly #pool: Pool;
   readonly #timeoutMs: number;
   readonly #onCall: ((event: UpstreamCallEvent) => void) | undefined;
+  readonly #onRefused: MisskeyClientOptions['onRefused'];
+  readonly #retry: RetryOptions | undefined;
+  readonly #breaker: CircuitBreaker | undefined;
+  readonly #deadline: (() => number | undefined) | undefined;
 
   constructor(origin: string, options: MisskeyClientOptions = {}) {
     this.origin = new URL(origin).origin;
     this.#timeoutMs = options.timeoutMs ?? 10_000;
     this.#onCall = options.onCall;
+    this.#onRefused = options.onRefused;
+    this.#retry = options.retry;
+    this.#breaker = options.breaker ? new CircuitBreaker(options.breaker) : undefined;
+    this.#deadline = options.deadline;
     this.#pool = new Pool(this.origin, {
       connections: options.connections ?? 32,
       pipelining: 1,
@@ -70,26 +119,90 @@ export class MisskeyClient {
     });
   }
 
+  /** State of the circuit breaker (`closed` when there is none). */
+  get breakerState(): BreakerState {
+    return this.#breaker?.state ?? 'closed';
+  }
+
+  /** Open sockets and queued requests of the pool. */
+  sockets(): UpstreamSocketStats {
+    const stats = this.#pool.stats;
+    return { connected: stats.connected, running: stats.running, pending: stats.pending };
+  }
+
   async call<E extends EndpointName>(
     endpoint: E,
     params: EndpointParams<E>,
     token: string | null,
     options: CallOptions = {},
   ): Promise<EndpointResult<E>> {
+    const deadline = options.deadline ?? this.#deadline?.();
+    const retries = this.#retry && READ_ENDPOINTS.has(endpoint) ? this.#retry.retries : 0;
+    for (let attempt = 0; ; attempt++) {
+      let timeoutMs = options.timeoutMs ?? this.#timeoutMs;
+      if (deadline !== undefined) {
+        const left = Math.floor(deadline - Date.now());
+        if (left <= 0) {
+          this.#onRefused?.({ endpoint, reason: 'deadline' });
+          throw new UpstreamTimeoutError(endpoint, timeoutMs);
+        }
+        timeoutMs = Math.min(timeoutMs, left);
+      }
+      try {
+        this.#breaker?.admit(endpoint);
+      } catch (error) {
+        this.#onRefused?.({ endpoint, reason: 'circuit-open' });
+        throw error;
+      }
+      try {
+        const result = await this.#attempt(
+          endpoint,
+          params,
+          token,
+          { ...options, timeoutMs },
+          attempt,
+        );
+        this.#breaker?.record(null);
+        return result as EndpointResult<E>;
+      } catch (error) {
+        this.#breaker?.record(error);
+        if (attempt >= retries || !isRetryable(error) || !this.#retry) {
+          throw error;
+        }
+        const delay = backoffDelay(attempt, this.#retry);
+        if (deadline !== undefined && Date.now() + delay >= deadline) {
+          throw error;
+        }
+        await sleep(delay, options.signal);
+        if (options.signal?.aborted) {
+          throw new CallerAbortedError(endpoint);
+        }
+      }
+    }
+  }
+
+  async #attempt(
+    endpoint: string,
+    params: unknown,
+    token: string | null,
+    options: CallOptions,
+    attempt: number,
+  ): Promise<unknown> {
     const started = performance.now();
     let status: number | null = null;
     try {
       const result = await this.#request(endpoint, params, token, options, (s) => {
         status = s;
       });
-      this.#onCall?.({ endpoint, status, durationMs: performance.now() - started });
-      return result as EndpointResult<E>;
+      this.#onCall?.({ endpoint, status, durationMs: performance.now() - started, attempt });
+      return result;
     } catch (error) {
       this.#onCall?.({
         endpoint,
         status,
         durationMs: performance.now() - started,
         error: (error as Error).name,
+        attempt,
       });
       throw error;
     }
@@ -182,7 +295,7 @@ export class MisskeyClient {
       return new UpstreamTimeoutError(endpoint, timeoutMs);
     }
     if (callerSignal?.aborted) {
-      return new UpstreamUnavailableError(endpoint, 'aborted by the caller');
+      return new CallerAbortedError(endpoint);
     }
     const reason =
       typeof code === 'string'
@@ -202,6 +315,22 @@ export class MisskeyClient {
   async destroy(): Promise<void> {
     await this.#pool.destroy();
   }
+}
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    if (ms <= 0 || signal?.aborted) {
+      resolve();
+      return;
+    }
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }
 
 function stripCredential(params: unknown): unknown {

@@ -1,0 +1,316 @@
+import { createHash } from 'node:crypto';
+import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
+import type { GraphQLArmorConfig } from '@escape.tech/graphql-armor-types';
+import { createComplexityRule, type FieldComplexityValue } from '@pothos/plugin-complexity';
+import {
+  type GraphQLError,
+  type GraphQLField,
+  type GraphQLOutputType,
+  getNamedType,
+  getNullableType,
+  isListType,
+  isObjectType,
+  type ValidationContext,
+} from 'graphql';
+import type { Plugin } from 'graphql-yoga';
+import { DEFAULT_LIMITS, type LimitsConfig } from './config.js';
+import { ErrorCode, gatewayError } from './errors.js';
+
+/**
+ * Operation limits, all checked before execution (so an operation over a limit makes no upstream
+ * call): depth, aliases, directives and tokens by graphql-armor; cost and field count by the
+ * Pothos complexity plugin's validation rule; document size here. Every refusal is a GraphQL
+ * error with `extensions.code: OPERATION_LIMIT_EXCEEDED` and `extensions.limit: { name, max }`.
+ */
+
+export type LimitName =
+  | 'depth'
+  | 'aliases'
+  | 'directives'
+  | 'tokens'
+  | 'cost'
+  | 'fields'
+  | 'documentBytes'
+  | 'batch'
+  | 'subscriptions';
+
+export function limitError(
+  name: LimitName,
+  max: number,
+  message: string,
+  actual?: number,
+  status = 400,
+): GraphQLError {
+  return gatewayError(ErrorCode.OPERATION_LIMIT_EXCEEDED, message, {
+    limit: { name, max, ...(actual !== undefined ? { actual } : {}) },
+    http: { status },
+  });
+}
+
+/** Page size of a connection when neither `first` nor `last` is given (`idConnection`'s). */
+export const DEFAULT_PAGE_SIZE = 20;
+/** Items assumed for a list field whose size no argument tells. */
+export const DEFAULT_LIST_SIZE = 10;
+
+function pageSize(args: Record<string, unknown>): number | undefined {
+  for (const name of ['first', 'last', 'limit']) {
+    const value = args[name];
+    if (typeof value === 'number' && Number.isFinite(value)) {
+      return Math.max(0, value);
+    }
+  }
+  return undefined;
+}
+
+function longestListArgument(args: Record<string, unknown>): number | undefined {
+  let longest: number | undefined;
+  for (const value of Object.values(args)) {
+    if (Array.isArray(value)) {
+      longest = Math.max(longest ?? 0, value.length);
+    }
+  }
+  return longest;
+}
+
+function isConnection(type: GraphQLOutputType): boolean {
+  const named = getNamedType(type);
+  return (
+    isObjectType(named) &&
+    named.name.endsWith('Connection') &&
+    'edges' in named.getFields() &&
+    'pageInfo' in named.getFields()
+  );
+}
+
+/**
+ * The cost of one field, for the builder's `complexity.fieldComplexity` (so every field of every
+ * domain gets it without saying anything): a field costs 1; what is selected under a connection
+ * counts once per requested item (`first`/`last`, else the default page size), so a connection of
+ * 100 inside a connection of 100 costs over 10,000; `edges` does not multiply again; other lists
+ * multiply by `first`/`last`/`limit`, else by their longest list argument (`users(ids:)`), else
+ * by 10.
+ */
+export function fieldCost(
+  args: Record<string, unknown>,
+  _ctx: unknown,
+  field: Pick<GraphQLField<unknown, never>, 'name' | 'type'>,
+): FieldComplexityValue {
+  if (isConnection(field.type)) {
+    return { field: 1, multiplier: pageSize(args) ?? DEFAULT_PAGE_SIZE };
+  }
+  if (isListType(getNullableType(field.type))) {
+    if (field.name === 'edges') {
+      return { field: 1, multiplier: 1 };
+    }
+    return {
+      field: 1,
+      multiplier: pageSize(args) ?? longestListArgument(args) ?? DEFAULT_LIST_SIZE,
+    };
+  }
+  return 1;
+}
+
+function armorConfig(limits: LimitsConfig): GraphQLArmorConfig {
+  // Validation rules report a coded error and let validation go on; the token limit runs inside
+  // the parser, so its callback throws the coded error in place of armor's own.
+  const report =
+    (name: LimitName, max: number, what: string) =>
+    (context: ValidationContext | null, error: GraphQLError) => {
+      const found = /found (\d+)/.exec(error.message)?.[1];
+      const actual = found === undefined ? undefined : Number(found);
+      const coded = limitError(
+        name,
+        max,
+        `The operation has ${actual ?? 'too many'} ${what}; the limit is ${max}.`,
+        actual,
+      );
+      if (!context) {
+        throw coded;
+      }
+      context.reportError(coded);
+    };
+  return {
+    maxDepth: {
+      n: limits.maxDepth,
+      onReject: [report('depth', limits.maxDepth, 'levels of nesting')],
+      propagateOnRejection: false,
+    },
+    maxAliases: {
+      n: limits.maxAliases,
+      onReject: [report('aliases', limits.maxAliases, 'aliases')],
+      propagateOnRejection: false,
+    },
+    maxDirectives: {
+      n: limits.maxDirectives,
+      onReject: [report('directives', limits.maxDirectives, 'directives')],
+      propagateOnRejection: false,
+    },
+    maxTokens: {
+      n: limits.maxTokens,
+      onReject: [report('tokens', limits.maxTokens, 'tokens')],
+      propagateOnRejection: true,
+    },
+    // Replaced by the complexity rule below, which knows page sizes.
+    costLimit: { enabled: false },
+    // Field suggestions ("Did you mean …?") stay: the schema is public.
+    blockFieldSuggestion: { enabled: false },
+  };
+}
+
+interface RequestParams {
+  query?: unknown;
+  variables?: unknown;
+  operationName?: unknown;
+}
+
+/**
+ * The envelop plugins that enforce `limits` on every operation, over HTTP and websockets alike
+ * (the websocket bridge runs the same parse and validate).
+ */
+export function operationLimitPlugins(
+  limits: LimitsConfig = DEFAULT_LIMITS,
+): Plugin<Record<string, unknown>>[] {
+  const documentSize: Plugin<Record<string, unknown>> = {
+    onParse({ params }) {
+      const bytes = Buffer.byteLength(String(params.source));
+      if (bytes > limits.maxDocumentBytes) {
+        throw limitError(
+          'documentBytes',
+          limits.maxDocumentBytes,
+          `The document is ${bytes} bytes; the limit is ${limits.maxDocumentBytes}.`,
+          bytes,
+        );
+      }
+    },
+  };
+  const cost: Plugin<Record<string, unknown>> = {
+    onValidate({ addValidationRule, context }) {
+      const params = (context as { params?: RequestParams }).params ?? {};
+      const variables =
+        typeof params.variables === 'object' && params.variables !== null
+          ? (params.variables as Record<string, unknown>)
+          : {};
+      addValidationRule(
+        createComplexityRule({
+          context,
+          variableValues: variables,
+          operationName: typeof params.operationName === 'string' ? params.operationName : null,
+          validate: (result, reportError) => {
+            if (result.complexity > limits.maxCost) {
+              reportError(
+                limitError(
+                  'cost',
+                  limits.maxCost,
+                  `The operation costs ${result.complexity}; the limit is ${limits.maxCost}. Ask for smaller pages (first/last) or fewer nested lists.`,
+                  result.complexity,
+                ),
+              );
+            }
+            if (result.breadth > limits.maxFields) {
+              reportError(
+                limitError(
+                  'fields',
+                  limits.maxFields,
+                  `The operation selects ${result.breadth} fields; the limit is ${limits.maxFields}.`,
+                  result.breadth,
+                ),
+              );
+            }
+          },
+        }),
+      );
+    },
+  };
+  return [
+    documentSize,
+    EnvelopArmorPlugin(armorConfig(limits)) as Plugin<Record<string, unknown>>,
+    cost,
+  ];
+}
+
+/**
+ * A fixed-window counter per key (a token's hash, or a client address). `take` counts one
+ * operation and says how long to wait when the key is over its budget. Memory stays bounded:
+ * windows that ended are dropped as new ones start.
+ */
+export class RateLimiter {
+  readonly #windows = new Map<string, { start: number; count: number }>();
+  #sweptAt = 0;
+
+  constructor(
+    readonly max: number,
+    readonly windowMs: number,
+  ) {}
+
+  /** Counts one operation for `key`; returns 0 when allowed, else seconds until the next window. */
+  take(key: string, now = Date.now()): number {
+    if (now - this.#sweptAt >= this.windowMs) {
+      for (const [k, w] of this.#windows) {
+        if (now - w.start >= this.windowMs) {
+          this.#windows.delete(k);
+        }
+      }
+      this.#sweptAt = now;
+    }
+    let window = this.#windows.get(key);
+    if (!window || now - window.start >= this.windowMs) {
+      window = { start: now, count: 0 };
+      this.#windows.set(key, window);
+    }
+    if (window.count >= this.max) {
+      return Math.max(1, Math.ceil((window.start + this.windowMs - now) / 1000));
+    }
+    window.count++;
+    return 0;
+  }
+}
+
+export interface GatewayRateLimits {
+  perToken: number;
+  perIp: number;
+  windowMs: number;
+}
+
+/** The gateway's own rate limit, per token and per client address; each part off at 0. */
+export class GatewayRateLimit {
+  readonly #byToken: RateLimiter | null;
+  readonly #byIp: RateLimiter | null;
+
+  constructor(
+    limits: GatewayRateLimits,
+    readonly onRefuse?: () => void,
+  ) {
+    this.#byToken = limits.perToken > 0 ? new RateLimiter(limits.perToken, limits.windowMs) : null;
+    this.#byIp = limits.perIp > 0 ? new RateLimiter(limits.perIp, limits.windowMs) : null;
+  }
+
+  get enabled(): boolean {
+    return this.#byToken !== null || this.#byIp !== null;
+  }
+
+  /** Counts `operations` for the caller; returns null when allowed, else the refusal. */
+  check(token: string | null, ip: string, operations = 1): GraphQLError | null {
+    for (let i = 0; i < operations; i++) {
+      let wait = token !== null ? (this.#byToken?.take(`t:${tokenKey(token)}`) ?? 0) : 0;
+      let by = 'token';
+      if (wait === 0) {
+        wait = this.#byIp?.take(`ip:${ip}`) ?? 0;
+        by = 'address';
+      }
+      if (wait > 0) {
+        this.onRefuse?.();
+        return gatewayError(
+          ErrorCode.RATE_LIMITED,
+          `Too many operations from this ${by}; retry in ${wait} s.`,
+          { retryAfter: wait, http: { status: 429, headers: { 'retry-after': String(wait) } } },
+        );
+      }
+    }
+    return null;
+  }
+}
+
+/** Tokens are never kept as map keys: a short hash identifies the bucket. */
+function tokenKey(token: string): string {
+  return createHash('sha256').update(token).digest('base64url').slice(0, 22);
+}

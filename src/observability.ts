@@ -1,0 +1,162 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { randomUUID } from 'node:crypto';
+import { type DestinationStream, type Logger, pino, stdSerializers } from 'pino';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { LogLevel } from './config.js';
+import type { BreakerState } from './upstream/policy.js';
+
+/**
+ * Logs, request scope and metrics. Logs are pino JSON lines; every line written while serving a
+ * request carries its `reqId`; credentials are redacted by path and scrubbed from error text.
+ */
+
+/** What the gateway knows about the request (or websocket operation) being served. */
+export interface RequestScope {
+  readonly requestId: string;
+  /** The client address (first `X-Forwarded-For` entry when `TRUST_PROXY` is on). */
+  readonly ip: string;
+  /** Epoch ms by which the current query or mutation must be done (upstream calls are cut). */
+  readonly deadline?: number;
+}
+
+/** The request scope of the current async context (set by the HTTP handler and the executor). */
+export const requestScope = new AsyncLocalStorage<RequestScope>();
+
+const REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+/** The client's `X-Request-Id` when it looks like one, else a new UUID. */
+export function requestIdFrom(header: string | string[] | undefined): string {
+  const value = Array.isArray(header) ? header[0] : header;
+  return value !== undefined && REQUEST_ID.test(value) ? value : randomUUID();
+}
+
+const BEARER = /(bearer\s+)[^\s"',;]+/gi;
+
+/** Removes anything shaped like a bearer credential from a text. */
+export function scrub(text: string): string {
+  return text.replace(BEARER, '$1[redacted]');
+}
+
+/** Paths pino replaces with "[redacted]" wherever they appear in a log object. */
+export const REDACT_PATHS = [
+  'token',
+  'authorization',
+  'headers.authorization',
+  'headers.cookie',
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'connectionParams',
+  '*.token',
+  '*.authorization',
+  '*.connectionParams',
+  'i',
+  'params.i',
+];
+
+export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
+  const options = {
+    level,
+    base: { service: 'misskey-graphql' },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    serializers: {
+      err: (error: unknown) => {
+        const serialized = stdSerializers.err(error as Error) as unknown as Record<string, unknown>;
+        return JSON.parse(scrub(JSON.stringify(serialized)));
+      },
+    },
+    mixin: () => {
+      const scope = requestScope.getStore();
+      return scope ? { reqId: scope.requestId } : {};
+    },
+  };
+  return destination ? pino(options, destination) : pino(options);
+}
+
+const BREAKER_VALUE: Record<BreakerState, number> = { closed: 0, 'half-open': 1, open: 2 };
+
+/**
+ * The gateway's Prometheus metrics, in their own registry (one per gateway, so tests can run
+ * several). Yoga's prometheus plugin adds the `graphql_envelop_*` metrics to the same registry.
+ */
+export class GatewayMetrics {
+  readonly registry = new Registry();
+  readonly upstreamCalls = new Counter({
+    name: 'misskey_upstream_calls_total',
+    help: 'Requests sent to Misskey, retries included, by endpoint and outcome.',
+    labelNames: ['endpoint', 'outcome', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamDuration = new Histogram({
+    name: 'misskey_upstream_call_duration_seconds',
+    help: 'Duration of requests to Misskey, by endpoint.',
+    labelNames: ['endpoint'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly upstreamRefused = new Counter({
+    name: 'misskey_upstream_refused_total',
+    help: 'Calls refused without a request: circuit-open or deadline (the operation ran out of time).',
+    labelNames: ['endpoint', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly breakerState: Gauge;
+  readonly upstreamSockets: Gauge;
+  readonly upstreamQueued: Gauge;
+  readonly activeSubscriptions = new Gauge({
+    name: 'graphql_ws_active_subscriptions',
+    help: 'GraphQL operations running on websockets (subscriptions until they complete).',
+    registers: [this.registry],
+  });
+  readonly wsConnections = new Gauge({
+    name: 'graphql_ws_open_connections',
+    help: 'Open graphql-ws websockets.',
+    registers: [this.registry],
+  });
+  readonly httpDuration = new Histogram({
+    name: 'gateway_http_request_duration_seconds',
+    help: 'HTTP requests answered, by route and status (websocket upgrades not included).',
+    labelNames: ['route', 'status'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly rateLimited = new Counter({
+    name: 'gateway_rate_limited_total',
+    help: 'Operations refused by the gateway rate limit.',
+    registers: [this.registry],
+  });
+
+  /** `sample` is read at scrape time: the upstream pool's sockets and the breaker state. */
+  constructor(sample: () => { sockets: number; queued: number; breaker: BreakerState }) {
+    const registers = [this.registry];
+    this.breakerState = new Gauge({
+      name: 'misskey_upstream_breaker_state',
+      help: 'Circuit breaker state: 0 closed, 1 half-open, 2 open.',
+      registers,
+      collect() {
+        this.set(BREAKER_VALUE[sample().breaker]);
+      },
+    });
+    this.upstreamSockets = new Gauge({
+      name: 'misskey_upstream_open_sockets',
+      help: 'Open sockets to Misskey (the pool is bounded by UPSTREAM_CONNECTIONS).',
+      registers,
+      collect() {
+        this.set(sample().sockets);
+      },
+    });
+    this.upstreamQueued = new Gauge({
+      name: 'misskey_upstream_queued_requests',
+      help: 'Requests waiting for a free socket to Misskey.',
+      registers,
+      collect() {
+        this.set(sample().queued);
+      },
+    });
+  }
+}
+
+/** Route label of an HTTP path: only known routes, so clients cannot grow the label set. */
+export function routeOf(path: string): string {
+  return ['/graphql', '/health', '/ready', '/metrics', '/'].includes(path) ? path : 'other';
+}
