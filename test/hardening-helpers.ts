@@ -17,7 +17,9 @@ export async function post(
   const res = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
-    body: typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body),
+    body: (typeof body === 'string' || body instanceof Uint8Array
+      ? body
+      : JSON.stringify(body)) as RequestInit['body'],
   });
   return answer(res);
 }
