@@ -161,6 +161,12 @@ export function fromUpstream(error: unknown): GraphQLError | unknown {
       endpoint: error.endpoint,
     });
   }
+  if (error instanceof UpstreamBadResponseError && [502, 503, 504].includes(error.status)) {
+    // A proxy in front of Misskey answering for it: Misskey itself is not there.
+    return gatewayError(ErrorCode.UPSTREAM_UNAVAILABLE, 'Misskey is unavailable.', {
+      endpoint: error.endpoint,
+    });
+  }
   if (error instanceof UpstreamBadResponseError) {
     return gatewayError(
       ErrorCode.UPSTREAM_BAD_RESPONSE,
