@@ -3,7 +3,8 @@ import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import type { GraphQLArmorConfig } from '@escape.tech/graphql-armor-types';
 import { createComplexityRule, type FieldComplexityValue } from '@pothos/plugin-complexity';
 import {
-  type GraphQLError,
+  type ASTVisitor,
+  GraphQLError,
   type GraphQLField,
   type GraphQLOutputType,
   getNamedType,
@@ -11,6 +12,7 @@ import {
   isListType,
   isObjectType,
   type ValidationContext,
+  type ValidationRule,
 } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { DEFAULT_LIMITS, type LimitsConfig } from './config.js';
@@ -157,6 +159,46 @@ function armorConfig(limits: LimitsConfig): GraphQLArmorConfig {
   };
 }
 
+/**
+ * A validation rule whose errors are reported, never thrown: the cost rule evaluates arguments
+ * and throws a GraphQLError on an invalid literal, which would escape `validate()` (and close a
+ * websocket with 4500). Reported, it fails validation like any other invalid argument.
+ */
+function guarded(rule: ValidationRule): ValidationRule {
+  return (context) => {
+    const visitor = rule(context) as Record<string, unknown>;
+    const wrap =
+      (fn: unknown) =>
+      (...args: unknown[]) => {
+        try {
+          return (fn as (...a: unknown[]) => unknown)(...args);
+        } catch (error) {
+          context.reportError(
+            error instanceof GraphQLError
+              ? error
+              : new GraphQLError('The operation cost could not be computed.', {
+                  extensions: { code: ErrorCode.GRAPHQL_VALIDATION_FAILED },
+                }),
+          );
+          return false;
+        }
+      };
+    const safe: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(visitor)) {
+      if (typeof value === 'function') {
+        safe[key] = wrap(value);
+      } else if (typeof value === 'object' && value !== null) {
+        const { enter, leave } = value as { enter?: unknown; leave?: unknown };
+        safe[key] = {
+          ...(enter ? { enter: wrap(enter) } : {}),
+          ...(leave ? { leave: wrap(leave) } : {}),
+        };
+      }
+    }
+    return safe as ASTVisitor;
+  };
+}
+
 interface RequestParams {
   query?: unknown;
   variables?: unknown;
@@ -191,33 +233,35 @@ export function operationLimitPlugins(
           ? (params.variables as Record<string, unknown>)
           : {};
       addValidationRule(
-        createComplexityRule({
-          context,
-          variableValues: variables,
-          operationName: typeof params.operationName === 'string' ? params.operationName : null,
-          validate: (result, reportError) => {
-            if (result.complexity > limits.maxCost) {
-              reportError(
-                limitError(
-                  'cost',
-                  limits.maxCost,
-                  `The operation costs ${result.complexity}; the limit is ${limits.maxCost}. Ask for smaller pages (first/last) or fewer nested lists.`,
-                  result.complexity,
-                ),
-              );
-            }
-            if (result.breadth > limits.maxFields) {
-              reportError(
-                limitError(
-                  'fields',
-                  limits.maxFields,
-                  `The operation selects ${result.breadth} fields; the limit is ${limits.maxFields}.`,
-                  result.breadth,
-                ),
-              );
-            }
-          },
-        }),
+        guarded(
+          createComplexityRule({
+            context,
+            variableValues: variables,
+            operationName: typeof params.operationName === 'string' ? params.operationName : null,
+            validate: (result, reportError) => {
+              if (result.complexity > limits.maxCost) {
+                reportError(
+                  limitError(
+                    'cost',
+                    limits.maxCost,
+                    `The operation costs ${result.complexity}; the limit is ${limits.maxCost}. Ask for smaller pages (first/last) or fewer nested lists.`,
+                    result.complexity,
+                  ),
+                );
+              }
+              if (result.breadth > limits.maxFields) {
+                reportError(
+                  limitError(
+                    'fields',
+                    limits.maxFields,
+                    `The operation selects ${result.breadth} fields; the limit is ${limits.maxFields}.`,
+                    result.breadth,
+                  ),
+                );
+              }
+            },
+          }),
+        ),
       );
     },
   };

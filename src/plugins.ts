@@ -74,10 +74,19 @@ function csrfPrevention(): GatewayPlugin {
   };
 }
 
-/** Refuses a batch over `maxBatch` operations, and operations over the gateway rate limit. */
+/** Refuses unknown media types, a batch over `maxBatch` operations, and operations over the
+ *  gateway rate limit. */
 function admission(limits: LimitsConfig, rateLimit: GatewayRateLimit | null): GatewayPlugin {
   return {
-    onRequestParse({ request }) {
+    onRequestParse({ request, requestParser }) {
+      if (requestParser === undefined) {
+        // Yoga would answer 415 with an empty body; answer in the error model instead.
+        throw gatewayError(
+          ErrorCode.BAD_REQUEST,
+          'Unsupported media type: send application/json (or application/graphql, or a GET query).',
+          { http: { status: 415 } },
+        );
+      }
       return {
         onRequestParseDone({ requestParserResult }) {
           const operations = Array.isArray(requestParserResult) ? requestParserResult.length : 1;

@@ -347,7 +347,13 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
           contextValue: await envContext(),
           rootValue: { execute: envExecute, subscribe: envSubscribe },
         };
-        const errors = validate(args.schema, args.document);
+        let errors: readonly GraphQLError[];
+        try {
+          errors = validate(args.schema, args.document);
+        } catch (error) {
+          // Thrown here, graphql-ws would close the socket (4500): answer like HTTP does instead.
+          return [parseFailure(error, 'GRAPHQL_VALIDATION_FAILED')];
+        }
         if (errors.length > 0) {
           return errors;
         }
@@ -426,11 +432,10 @@ function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-function parseFailure(error: unknown): GraphQLError {
+/** A parse or validation failure of a websocket operation, coded like Yoga codes it on HTTP. */
+function parseFailure(error: unknown, code = 'GRAPHQL_PARSE_FAILED'): GraphQLError {
   if (!(error instanceof GraphQLError)) {
-    return new GraphQLError('The document could not be parsed.', {
-      extensions: { code: 'GRAPHQL_PARSE_FAILED' },
-    });
+    return new GraphQLError('The document could not be checked.', { extensions: { code } });
   }
   if (error.extensions.code !== undefined) {
     return error;
@@ -438,7 +443,7 @@ function parseFailure(error: unknown): GraphQLError {
   return new GraphQLError(error.message, {
     source: error.source,
     positions: error.positions,
-    extensions: { ...error.extensions, code: 'GRAPHQL_PARSE_FAILED' },
+    extensions: { ...error.extensions, code },
   });
 }
 
