@@ -14,6 +14,7 @@ import {
   type MeDetailed,
   type UserDetailed,
 } from './upstream/entities.js';
+import type { StreamHub } from './upstream/stream.js';
 
 /**
  * Per-request (per-subscription-event) state. A new context is made for every HTTP operation and
@@ -35,6 +36,8 @@ export interface Context {
   viewer(): Promise<MeDetailed>;
   /** Loaders of other domains, created on first use in this request. */
   loader<K, V>(name: string, create: () => DataLoader<K, V>): DataLoader<K, V>;
+  /** The process's stream hub (live subscriptions); set by the gateway. */
+  readonly stream?: StreamHub;
 }
 
 /** Users of one request: a batched `users/show` loader plus every user a response embedded. */

@@ -26,7 +26,9 @@ import {
 } from './observability.js';
 import { gatewayPlugins } from './plugins.js';
 import { schema } from './schema/index.js';
+import { websocketAuth } from './schema/subscriptions.js';
 import { MisskeyClient, type UpstreamCallEvent } from './upstream/client.js';
+import { StreamHub, type StreamHubOptions } from './upstream/stream.js';
 
 export interface GatewayOptions {
   /** Origin of the Misskey server (or the sandbox). */
@@ -41,6 +43,8 @@ export interface GatewayOptions {
   graphiqlDefaults?: GraphiQLDefaults;
   /** Observes every upstream call (tests count them; metrics use it). */
   onUpstreamCall?: (event: UpstreamCallEvent) => void;
+  /** The stream hub's timings (ping, reconnect backoff, refused-channel timeout). */
+  stream?: StreamHubOptions;
   /** Operation, body and websocket limits (default `DEFAULT_LIMITS`). */
   limits?: Partial<LimitsConfig>;
   /** Deadline of one query or mutation in ms (default 15 000). */
@@ -166,11 +170,19 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     () => metrics?.rateLimited.inc(),
   );
   const contextFactory = createContextFactory(client);
+  const stream = new StreamHub(client, {
+    ...options.stream,
+    onLog: (event, details) => {
+      logger.debug(details, `stream: ${event}`);
+      options.stream?.onLog?.(event, details);
+    },
+  });
+  const wsAuth = websocketAuth(stream);
 
   const yoga = createYoga<Record<string, unknown>, Context>({
     schema,
     graphqlEndpoint: '/graphql',
-    context: (initial: InitialContext) => contextFactory(initial),
+    context: (initial: InitialContext) => Object.assign(contextFactory(initial), { stream }),
     // GraphiQL is served below from local assets (see graphiql.ts), not by Yoga from a CDN.
     graphiql: false,
     landingPage: false,
@@ -313,10 +325,15 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       onError: (_ctx, _id, _payload, errors) => errors.map(withoutHttp),
       subscribe: (args) => (args.rootValue as Enveloped).subscribe(args),
       connectionInitWaitTimeout: limits.wsInitTimeoutMs,
+      onConnect: wsAuth.onConnect,
       onSubscribe: async (ctx, _id, params) => {
         const refused = admitWsOperation(ctx);
         if (refused) {
           return [refused];
+        }
+        const forbidden = await wsAuth.onSubscribe(ctx, params);
+        if (forbidden) {
+          return forbidden;
         }
         const {
           schema: envSchema,
@@ -400,6 +417,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         }
         await wsServer.dispose();
         await new Promise<void>((resolve) => wss.close(() => resolve()));
+        await stream.close();
         const closed = new Promise<void>((resolve) => http.close(() => resolve()));
         http.closeIdleConnections();
         // A keep-alive socket becomes idle once its in-flight request is answered.

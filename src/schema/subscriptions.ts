@@ -1,2 +1,495 @@
-// Filled in by its domain; imported by schema/index.ts.
-export {};
+import type { GraphQLError } from 'graphql';
+import { type Context, createContextFactory, type InitialContext, tokenFrom } from '../context.js';
+import { badInput, ErrorCode, fromUpstream, gatewayError, unauthenticated } from '../errors.js';
+import type { UserLite } from '../upstream/entities.js';
+import {
+  type ChannelSpec,
+  isAuthFailure,
+  StreamAuthError,
+  StreamClosedError,
+  type StreamEvent,
+  type StreamHub,
+  StreamRefusedError,
+} from '../upstream/stream.js';
+import { builder } from './builder.js';
+import { ChatMessage } from './chat-messages.js';
+import { type ChatMessageShape, loadRoom } from './chat-rooms.js';
+import { assertId } from './ids.js';
+import { User } from './users.js';
+
+/**
+ * Live chat over GraphQL subscriptions (graphql-ws on /graphql, or SSE through Yoga), fed by the
+ * stream hub (src/upstream/stream.ts): one upstream socket per token, channels shared between
+ * subscriptions, missed messages fetched after a reconnect, each message delivered once.
+ *
+ * Each event is resolved with fresh per-request caches (users, loaders): nothing loaded for one
+ * event is served stale to a later one.
+ */
+
+// ---------------------------------------------------------------------------------------------
+// Event types
+
+interface CreatedEvent {
+  kind: 'created';
+  message: ChatMessageShape;
+  replayed: boolean;
+}
+
+interface DeletedEvent {
+  kind: 'deleted';
+  messageId: string;
+}
+
+interface ReactionEvent {
+  kind: 'reacted' | 'unreacted';
+  messageId: string;
+  reaction: string;
+  /** Embedded in room events; absent in direct ones (Misskey sends no user there). */
+  user: UserLite | null;
+  /** Direct conversation: the two participants, and the author if the subscription saw it. */
+  direct: { viewerId: string; otherId: string; authorId: string | null } | null;
+}
+
+type ChatEventPayload = CreatedEvent | DeletedEvent | ReactionEvent;
+
+/** Ends a subscription with this error (resolved as the last event, then the stream completes). */
+class Failure {
+  constructor(readonly error: unknown) {}
+}
+
+const ChatMessageCreatedEvent = builder.objectRef<CreatedEvent>('ChatMessageCreatedEvent');
+ChatMessageCreatedEvent.implement({
+  description: 'A message was sent in the conversation or room (your own messages included).',
+  fields: (t) => ({
+    message: t.field({ type: ChatMessage, resolve: (event) => event.message }),
+    replayed: t.exposeBoolean('replayed', {
+      description:
+        'True when the gateway fetched this message after reconnecting to Misskey (it was ' +
+        'sent while the live stream was down), false when it arrived live.',
+    }),
+  }),
+});
+
+const ChatMessageDeletedEvent = builder.objectRef<DeletedEvent>('ChatMessageDeletedEvent');
+ChatMessageDeletedEvent.implement({
+  description: 'A message was deleted (by its author).',
+  fields: (t) => ({
+    messageId: t.exposeID('messageId'),
+  }),
+});
+
+const ChatMessageReactedEvent = builder.objectRef<ReactionEvent>('ChatMessageReactedEvent');
+const ChatMessageUnreactedEvent = builder.objectRef<ReactionEvent>('ChatMessageUnreactedEvent');
+
+for (const [ref, description] of [
+  [ChatMessageReactedEvent, 'Someone reacted to a message.'],
+  [
+    ChatMessageUnreactedEvent,
+    'Someone removed their reaction (Misskey sends this even when there was none to remove).',
+  ],
+] as const) {
+  ref.implement({
+    description,
+    fields: (t) => ({
+      messageId: t.exposeID('messageId'),
+      reaction: t.exposeString('reaction', {
+        description: 'A Unicode emoji, or a custom emoji as ":name:".',
+      }),
+      user: t.field({
+        type: User,
+        nullable: true,
+        description:
+          'Who reacted. In a direct message only the recipient can react; null when the ' +
+          'message is gone and its recipient cannot be told any more.',
+        resolve: (event, _args, ctx) => reactorOf(event, ctx),
+      }),
+    }),
+  });
+}
+
+const ChatEvent = builder.unionType('ChatEvent', {
+  description: 'Something that happened in one conversation or room.',
+  types: [
+    ChatMessageCreatedEvent,
+    ChatMessageDeletedEvent,
+    ChatMessageReactedEvent,
+    ChatMessageUnreactedEvent,
+  ],
+  resolveType: (event) => {
+    switch (event.kind) {
+      case 'created':
+        return ChatMessageCreatedEvent;
+      case 'deleted':
+        return ChatMessageDeletedEvent;
+      case 'reacted':
+        return ChatMessageReactedEvent;
+      case 'unreacted':
+        return ChatMessageUnreactedEvent;
+    }
+  },
+});
+
+async function reactorOf(event: ReactionEvent, ctx: Context) {
+  if (event.user) {
+    ctx.users.remember(event.user);
+    return event.user;
+  }
+  const direct = event.direct;
+  if (!direct) {
+    return null;
+  }
+  // In a direct message only the recipient can react (ChatService.react): the non-author.
+  let authorId = direct.authorId;
+  if (authorId === null) {
+    try {
+      const message = (await ctx.call('chat/messages/show', {
+        messageId: event.messageId,
+      })) as unknown as ChatMessageShape;
+      authorId = message.fromUserId;
+    } catch {
+      return null;
+    }
+  }
+  return ctx.users.byId(authorId === direct.viewerId ? direct.otherId : direct.viewerId);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subscriptions
+
+/** How many undelivered events one subscription may hold before it is ended as too slow. */
+const MAX_QUEUED = 5_000;
+
+builder.subscriptionFields((t) => ({
+  chatMessageReceived: t.field({
+    type: ChatMessage,
+    description:
+      'Every chat message sent to you, direct or in your rooms, as Misskey announces it ' +
+      '(`newChatMessage` on its main stream): about 3 s after it was sent, and only while you ' +
+      'have not read that conversation or room by then (Misskey skips messages already read, ' +
+      'your own messages and rooms you muted). After an upstream reconnect, messages sent ' +
+      'meanwhile are fetched through the timelines, which marks those conversations read.',
+    authScopes: { authenticated: true },
+    subscribe: (_root, _args, ctx) =>
+      openStream<ChatMessageShape>(ctx, { channel: 'main' }, (event) =>
+        event.type === 'newChatMessage' ? (event.body as ChatMessageShape) : null,
+      ),
+    resolve: (payload) => unwrap(payload),
+  }),
+  chatEvents: t.field({
+    type: ChatEvent,
+    description:
+      'Messages created, deleted, reacted to and unreacted in one direct conversation ' +
+      '(`userId`) or room (`roomId`), your own actions included. Give exactly one. After an ' +
+      'upstream reconnect, messages sent meanwhile are fetched through the timeline (marking ' +
+      'the conversation read) and delivered, each exactly once and in order; deletions and ' +
+      'reactions made while the stream was down are not replayed.',
+    authScopes: { authenticated: true },
+    args: {
+      userId: t.arg.id({
+        required: false,
+        description: 'The other user of a direct conversation.',
+      }),
+      roomId: t.arg.id({ required: false }),
+    },
+    subscribe: async (_root, args, ctx) => {
+      if ((args.userId == null) === (args.roomId == null)) {
+        throw badInput('Give exactly one of userId and roomId.');
+      }
+      const hub = hubOf(ctx);
+      const viewerId = await identify(hub, ctx);
+      let spec: ChannelSpec;
+      if (args.userId != null) {
+        const otherId = assertId(String(args.userId), 'userId');
+        if (otherId === viewerId) {
+          throw badInput('userId is your own id: a conversation needs another user.', {
+            argument: 'userId',
+          });
+        }
+        if (!(await ctx.users.byId(otherId))) {
+          throw gatewayError(ErrorCode.NOT_FOUND, 'No such user.', { argument: 'userId' });
+        }
+        spec = { channel: 'chatUser', otherId };
+      } else {
+        const roomId = assertId(String(args.roomId), 'roomId');
+        if (!(await loadRoom(ctx, roomId))) {
+          throw gatewayError(ErrorCode.NOT_FOUND, 'No such chat room.', { argument: 'roomId' });
+        }
+        spec = { channel: 'chatRoom', roomId };
+      }
+      const authors = new Map<string, string>();
+      const otherId = spec.channel === 'chatUser' ? spec.otherId : null;
+      return openStream<ChatEventPayload>(ctx, spec, (event) => {
+        const body = event.body as Record<string, unknown> | string | null;
+        switch (event.type) {
+          case 'message': {
+            const message = body as unknown as ChatMessageShape;
+            if (otherId !== null) {
+              authors.set(message.id, message.fromUserId);
+              if (authors.size > 1_000) {
+                authors.delete(authors.keys().next().value as string);
+              }
+            }
+            return { kind: 'created', message, replayed: event.replayed };
+          }
+          case 'deleted':
+            return typeof body === 'string' ? { kind: 'deleted', messageId: body } : null;
+          case 'react':
+          case 'unreact': {
+            const reaction = body as { messageId?: string; reaction?: string; user?: UserLite };
+            if (typeof reaction?.messageId !== 'string' || typeof reaction.reaction !== 'string') {
+              return null;
+            }
+            return {
+              kind: event.type === 'react' ? 'reacted' : 'unreacted',
+              messageId: reaction.messageId,
+              reaction: reaction.reaction,
+              user: reaction.user ?? null,
+              direct:
+                otherId === null
+                  ? null
+                  : { viewerId, otherId, authorId: authors.get(reaction.messageId) ?? null },
+            };
+          }
+          default:
+            return null;
+        }
+      });
+    },
+    resolve: (payload) => unwrap(payload),
+  }),
+}));
+
+function unwrap<T>(payload: T | Failure): T {
+  if (payload instanceof Failure) {
+    throw payload.error;
+  }
+  return payload;
+}
+
+function hubOf(ctx: Context): StreamHub {
+  if (!ctx.stream) {
+    throw gatewayError(ErrorCode.UPSTREAM_UNAVAILABLE, 'Subscriptions are not available here.');
+  }
+  return ctx.stream;
+}
+
+/** The viewer's id, checking the token (cached by the hub while the token has a socket). */
+async function identify(hub: StreamHub, ctx: Context): Promise<string> {
+  if (ctx.token === null) {
+    throw unauthenticated();
+  }
+  try {
+    return await hub.whoami(ctx.token);
+  } catch (error) {
+    throw streamError(error);
+  }
+}
+
+/** A client-safe GraphQL error for a hub failure. */
+function streamError(error: unknown): GraphQLError | unknown {
+  if (error instanceof StreamAuthError) {
+    return gatewayError(ErrorCode.UNAUTHENTICATED, 'Misskey refused the token.', {
+      misskey: { status: error.status, endpoint: 'streaming' },
+    });
+  }
+  if (error instanceof StreamRefusedError) {
+    return error.spec.channel === 'chatRoom'
+      ? gatewayError(
+          'CHAT_NOT_ROOM_MEMBER',
+          "Misskey did not open the room's stream: you are not its owner, a member or a moderator.",
+        )
+      : gatewayError(
+          ErrorCode.FORBIDDEN,
+          `Misskey did not open the ${error.spec.channel} stream (does the token have the read:chat and read:account permissions?).`,
+        );
+  }
+  if (error instanceof StreamClosedError) {
+    return gatewayError(ErrorCode.UPSTREAM_UNAVAILABLE, `Live stream ended: ${error.message}.`);
+  }
+  return fromUpstream(error);
+}
+
+/**
+ * Joins a hub channel and returns its events as an async iterator. Resolves once the upstream
+ * channel is connected (so a refused channel is an error of the subscription itself). Before each
+ * event is handed over, the context gets fresh caches.
+ */
+async function openStream<T>(
+  ctx: Context,
+  spec: ChannelSpec,
+  map: (event: StreamEvent) => T | null,
+): Promise<AsyncIterableIterator<T | Failure>> {
+  const hub = hubOf(ctx);
+  await identify(hub, ctx);
+  const token = ctx.token as string;
+  const queue = new EventQueue<T | Failure>();
+  const subscription = hub.subscribe(token, spec, {
+    event: (event) => {
+      const value = map(event);
+      if (value === null) {
+        return;
+      }
+      if (queue.size >= MAX_QUEUED) {
+        queue.push(
+          new Failure(
+            gatewayError('SUBSCRIPTION_TOO_SLOW', 'The client did not keep up with the events.'),
+          ),
+        );
+        queue.end();
+        subscription.close();
+        return;
+      }
+      queue.push(value);
+    },
+    error: (error) => {
+      queue.push(new Failure(streamError(error)));
+      queue.end();
+    },
+  });
+  queue.onReturn = () => subscription.close();
+  try {
+    await subscription.ready;
+  } catch (error) {
+    subscription.close();
+    throw streamError(error);
+  }
+  queue.beforeEach = () => renew(ctx);
+  return queue;
+}
+
+/** Fresh per-request caches on the subscription's context (Pothos' advice for subscriptions:
+ *  loaders must not live across events). */
+function renew(ctx: Context): void {
+  const fresh = createContextFactory(ctx.client)({
+    connectionParams: ctx.token === null ? {} : { token: ctx.token },
+  } as InitialContext);
+  Object.assign(ctx, { users: fresh.users, viewer: fresh.viewer, loader: fresh.loader });
+}
+
+/** A pull-based queue: `return()` (the client unsubscribing) ends it at once, even while a
+ *  `next()` is waiting. */
+class EventQueue<T> implements AsyncIterableIterator<T> {
+  readonly #items: T[] = [];
+  #waiting: ((result: IteratorResult<T>) => void) | null = null;
+  #ended = false;
+  #returned = false;
+  onReturn: (() => void) | null = null;
+  beforeEach: (() => void) | null = null;
+
+  get size(): number {
+    return this.#items.length;
+  }
+
+  push(item: T): void {
+    if (this.#ended) {
+      return;
+    }
+    const waiting = this.#waiting;
+    if (waiting) {
+      this.#waiting = null;
+      this.beforeEach?.();
+      waiting({ value: item, done: false });
+    } else {
+      this.#items.push(item);
+    }
+  }
+
+  /** No more items after those queued. */
+  end(): void {
+    this.#ended = true;
+    if (this.#waiting && this.#items.length === 0) {
+      const waiting = this.#waiting;
+      this.#waiting = null;
+      waiting({ value: undefined, done: true });
+    }
+  }
+
+  next(): Promise<IteratorResult<T>> {
+    if (this.#items.length > 0) {
+      this.beforeEach?.();
+      return Promise.resolve({ value: this.#items.shift() as T, done: false });
+    }
+    if (this.#ended) {
+      this.#finish();
+      return Promise.resolve({ value: undefined, done: true });
+    }
+    return new Promise((resolve) => {
+      this.#waiting = resolve;
+    });
+  }
+
+  return(): Promise<IteratorResult<T>> {
+    this.#ended = true;
+    this.#items.length = 0;
+    const waiting = this.#waiting;
+    this.#waiting = null;
+    waiting?.({ value: undefined, done: true });
+    this.#finish();
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  throw(error: unknown): Promise<IteratorResult<T>> {
+    void this.return();
+    return Promise.reject(error);
+  }
+
+  #finish(): void {
+    if (!this.#returned) {
+      this.#returned = true;
+      this.onReturn?.();
+    }
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<T> {
+    return this;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Websocket authentication (used by server.ts's graphql-ws options)
+
+/**
+ * graphql-ws authentication: a token in `connection_init` (`{ authorization: "Bearer …" }` or
+ * `{ token }`) is checked with Misskey (`i`) at once, and an invalid one closes the socket with
+ * 4403. GraphiQL sends its header editor with each operation instead (`extensions.headers`), so a
+ * connection without a token is accepted, and each of its operations must carry a valid token or
+ * the socket is closed with 4403 before anything runs.
+ */
+export function websocketAuth(hub: StreamHub) {
+  const verify = async (token: string): Promise<boolean> => {
+    try {
+      await hub.whoami(token);
+      return true;
+    } catch (error) {
+      if (isAuthFailure(error)) {
+        return false;
+      }
+      // Anything else closes the socket with 4500 and this reason.
+      throw new Error('Misskey cannot be reached to check the token');
+    }
+  };
+  return {
+    onConnect: async (ctx: { connectionParams?: Readonly<Record<string, unknown>> }) => {
+      const token = tokenFrom({ connectionParams: ctx.connectionParams ?? {} });
+      return token === null ? true : verify(token);
+    },
+    /** Null when the operation may run; else the socket has been closed with 4403. */
+    onSubscribe: async (
+      ctx: {
+        connectionParams?: Readonly<Record<string, unknown>>;
+        extra: { socket: { close(code: number, reason: string): void } };
+      },
+      params: { extensions?: Record<string, unknown> | null },
+    ): Promise<GraphQLError[] | null> => {
+      const token = tokenFrom({
+        connectionParams: ctx.connectionParams ?? {},
+        params: params as InitialContext['params'],
+      });
+      if (token !== null && (await verify(token))) {
+        return null;
+      }
+      ctx.extra.socket.close(4403, 'Forbidden');
+      return [unauthenticated()];
+    },
+  };
+}
