@@ -42,6 +42,8 @@ export interface GraphiQLPageOptions {
   defaultTabs: GraphiQLTab[];
   defaultQuery?: string;
   headers?: string;
+  /** The first tab's variables: GraphiQL fills the variables editor from this, not the tab. */
+  variables?: string;
   shouldPersistHeaders: boolean;
 }
 
@@ -130,9 +132,10 @@ query Trending {
 }
 `;
 
-export const SUBSCRIPTION_QUERY = `# Live: every chat message sent to me, as it arrives
-# (over a websocket). Start it, then send me a message:
-# in demo mode the ReplyAsBob tab does that.
+export const SUBSCRIPTION_QUERY = `# Live: every chat message sent to me, over a websocket.
+# Start it, then send me a message from a second
+# GraphiQL window (tab ReplyAsBob in demo mode):
+# Misskey announces it about 3 s after it was sent.
 subscription NewMessages {
   chatMessageReceived {
     id
@@ -150,8 +153,9 @@ subscription NewMessages {
 `;
 
 export const SEND_MUTATION = `# Sends a direct chat message. In demo mode this tab
-# speaks as bob (see Headers) to alice (see Variables):
-# run it while NewMessages runs and watch it arrive.
+# speaks as bob (Headers) to alice (Variables). Run it
+# from a second GraphiQL window while NewMessages runs
+# in the first one, and watch the message arrive there.
 mutation ReplyAsBob($toUserId: ID!, $text: String!) {
   sendChatMessage(input: { toUserId: $toUserId, text: $text }) {
     id
@@ -213,6 +217,10 @@ export function graphiqlPageOptions(
   const headers = viewerHeaders(defaults);
   if (headers !== undefined) {
     options.headers = headers;
+  }
+  const variables = options.defaultTabs[0]?.variables;
+  if (variables !== undefined) {
+    options.variables = variables;
   }
   return options;
 }
