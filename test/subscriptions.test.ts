@@ -560,6 +560,64 @@ describe('authentication', () => {
     live.stop();
   });
 
+  it("takes the token from each operation's extensions.headers, as GraphiQL sends it", async () => {
+    const client = wsClient(null);
+    const received: unknown[] = [];
+    const stop = client.subscribe(
+      {
+        query: CHAT_EVENTS,
+        variables: { userId: ids.bob },
+        extensions: { headers: { Authorization: `Bearer ${DEMO_TOKENS.alice}` } },
+      },
+      { next: (value) => received.push(value), error: () => {}, complete: () => {} },
+    );
+    await channels('chatUser', ids.alice, 1);
+    const message = await sendDm('bob', ids.alice, 'seen in GraphiQL');
+    await until(() => received.length === 1, 5_000, 'one event');
+    expect(JSON.stringify(received[0])).toContain(message.id);
+    stop();
+  });
+
+  it('ends the subscription with UNAUTHENTICATED when the token stops working upstream', async () => {
+    const created = (await stack.sandbox.call(
+      'admin/accounts/create',
+      { username: 'revoked', password: 'revoked-password' },
+      DEMO_TOKENS.admin,
+    )) as { id: string; token: string };
+    const client = wsClient(created.token);
+    const live = subscribe<EventResult>(client, CHAT_EVENTS, { userId: ids.alice });
+    await channels('chatUser', created.id, 1);
+    stack.sandbox.store.tokens.delete(created.token);
+    streaming().drop(created.id);
+    const outcome = await live.done;
+    expect(outcome.error).toBeUndefined();
+    expect(live.results.at(-1)?.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+    expect(streaming().socketCount(created.id)).toBe(0);
+  });
+
+  it("refuses a 33rd conversation of one token (Misskey's 32 channels per socket)", async () => {
+    const others: string[] = [];
+    for (let i = 0; i < 33; i++) {
+      const user = (await stack.sandbox.call(
+        'admin/accounts/create',
+        { username: `many${i}`, password: 'many-password' },
+        DEMO_TOKENS.admin,
+      )) as { id: string };
+      others.push(user.id);
+    }
+    const lives = others.map((userId) =>
+      subscribe<EventResult>(wsClient(DEMO_TOKENS.carol), CHAT_EVENTS, { userId }),
+    );
+    await until(
+      () => lives.filter((live) => live.results.length > 0).length === 1,
+      10_000,
+      'one refused subscription',
+    );
+    expect(streaming().channelCount('chatUser', ids.carol)).toBe(32);
+    const refused = lives.find((live) => live.results.length > 0);
+    expect(refused?.results[0]?.errors?.[0]?.extensions?.code).toBe('OPERATION_LIMIT_EXCEEDED');
+  });
+
   it('closes an init that never comes at the timeout', async () => {
     const ws = new WebSocket(stack.gateway.url.replace('http', 'ws'), 'graphql-transport-ws');
     const code = await new Promise<number>((resolve) => ws.on('close', (c) => resolve(c)));

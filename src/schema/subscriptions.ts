@@ -9,6 +9,7 @@ import {
   StreamClosedError,
   type StreamEvent,
   type StreamHub,
+  StreamLimitError,
   StreamRefusedError,
 } from '../upstream/stream.js';
 import { builder } from './builder.js';
@@ -302,6 +303,13 @@ function streamError(error: unknown): GraphQLError | unknown {
           ErrorCode.FORBIDDEN,
           `Misskey did not open the ${error.spec.channel} stream (does the token have the read:chat and read:account permissions?).`,
         );
+  }
+  if (error instanceof StreamLimitError) {
+    return gatewayError(
+      ErrorCode.OPERATION_LIMIT_EXCEEDED,
+      `One token can watch at most ${error.max} different conversations and rooms at once (Misskey's channel limit per socket).`,
+      { limit: { name: 'upstreamChannels', max: error.max } },
+    );
   }
   if (error instanceof StreamClosedError) {
     return gatewayError(ErrorCode.UPSTREAM_UNAVAILABLE, `Live stream ended: ${error.message}.`);

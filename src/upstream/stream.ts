@@ -65,7 +65,15 @@ export class StreamAuthError extends Error {
   }
 }
 
-/** The hub was closed (the gateway is shutting down), or a token has too many channels. */
+/** A token already uses every channel one Misskey socket allows. */
+export class StreamLimitError extends Error {
+  constructor(readonly max: number) {
+    super(`a token can have at most ${max} live channels (Misskey's limit per socket)`);
+    this.name = 'StreamLimitError';
+  }
+}
+
+/** The hub was closed (the gateway is shutting down). */
 export class StreamClosedError extends Error {
   constructor(message = 'the stream hub is closed') {
     super(message);
@@ -201,12 +209,7 @@ class TokenStream {
     ready.catch(() => {});
     if (!channel) {
       if (this.channels.size >= this.hub.options.maxChannelsPerSocket) {
-        this.#settle(
-          member,
-          new StreamClosedError(
-            `a token can have at most ${this.hub.options.maxChannelsPerSocket} live channels`,
-          ),
-        );
+        this.#settle(member, new StreamLimitError(this.hub.options.maxChannelsPerSocket));
         this.#scheduleIdleClose();
         return { ready, close: () => {} };
       }
