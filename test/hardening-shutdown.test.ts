@@ -1,0 +1,133 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { resolve } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { DEMO_TOKENS } from '../src/sandbox/seed.js';
+import { type Sandbox, startSandbox } from '../src/sandbox/server.js';
+import { WsClient } from './hardening-helpers.js';
+
+/**
+ * SIGTERM under load, on a real `npm start` process in front of a slow sandbox: /ready turns 503,
+ * every in-flight operation is answered, websockets close with 1001, the process exits 0 within
+ * its bound, and its logs hold no token.
+ */
+
+const root = resolve(import.meta.dirname, '..');
+const tsx = resolve(root, 'node_modules/.bin/tsx');
+const running: ChildProcess[] = [];
+let sandbox: Sandbox;
+
+beforeAll(async () => {
+  sandbox = await startSandbox({ port: 0, latencyMs: 400 });
+});
+afterAll(async () => {
+  await sandbox.close();
+});
+afterEach(() => {
+  for (const child of running.splice(0)) {
+    child.kill('SIGKILL');
+  }
+});
+
+async function freePort(): Promise<number> {
+  return new Promise((done) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => done(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+describe('graceful shutdown', () => {
+  it('SIGTERM during load: no in-flight request fails, websockets get 1001, exit 0 in bound', async () => {
+    const port = await freePort();
+    const origin = `http://127.0.0.1:${port}`;
+    const child = spawn(tsx, ['src/main.ts'], {
+      cwd: root,
+      env: {
+        ...process.env,
+        MISSKEY_URL: sandbox.origin,
+        PORT: String(port),
+        LOG_LEVEL: 'info',
+        SHUTDOWN_DELAY_MS: '300',
+        SHUTDOWN_TIMEOUT_MS: '5000',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    running.push(child);
+    let output = '';
+    child.stdout?.on('data', (chunk) => {
+      output += String(chunk);
+    });
+    child.stderr?.on('data', (chunk) => {
+      output += String(chunk);
+    });
+    const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
+    const deadline = Date.now() + 15_000;
+    while (!output.includes('serving')) {
+      if (Date.now() > deadline || child.exitCode !== null) {
+        throw new Error(`the gateway did not start:\n${output}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+
+    // A live subscription on a websocket.
+    const ws = new WsClient(`${origin}/graphql`);
+    await ws.init({ authorization: `Bearer ${DEMO_TOKENS.alice}` });
+    ws.subscribe('live', 'subscription { chatMessageReceived { id } }');
+
+    // 100 operations in flight (each waits 400 ms upstream; 32 upstream sockets).
+    sandbox.resetCalls();
+    const users = ['alice', 'bob'] as const;
+    const inflight = Array.from({ length: 100 }, async (_, i) => {
+      const user = users[i % 2] as (typeof users)[number];
+      const res = await fetch(`${origin}/graphql`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          authorization: `Bearer ${DEMO_TOKENS[user]}`,
+        },
+        body: JSON.stringify({ query: '{ me { username } }' }),
+      });
+      return { user, status: res.status, body: (await res.json()) as Record<string, unknown> };
+    });
+    while (sandbox.callCount('i') < 10) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+
+    const signalled = Date.now();
+    child.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 50));
+    const ready = await fetch(`${origin}/ready`);
+    expect(ready.status).toBe(503);
+
+    const results = await Promise.all(inflight);
+    const failed = results.filter(
+      (r) =>
+        r.status !== 200 ||
+        JSON.stringify(r.body) !== JSON.stringify({ data: { me: { username: r.user } } }),
+    );
+    expect(failed).toEqual([]);
+    expect(await ws.closed).toBe(1001);
+
+    expect(await exited).toBe(0);
+    const took = Date.now() - signalled;
+    expect(took).toBeLessThan(5_000);
+    await expect(fetch(`${origin}/health`)).rejects.toThrow();
+
+    // The logs: JSON lines (after the startup banner), the shutdown logged, no token anywhere.
+    for (const token of Object.values(DEMO_TOKENS)) {
+      expect(output).not.toContain(token);
+    }
+    const json = output
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { msg: string });
+    expect(json.filter((l) => l.msg === 'request').length).toBeGreaterThanOrEqual(100);
+    expect(json.map((l) => l.msg)).toEqual(
+      expect.arrayContaining(['shutting down', 'gateway closed']),
+    );
+    console.log(`SIGTERM with 100 operations in flight: all answered, exit 0 after ${took} ms`);
+  });
+});
