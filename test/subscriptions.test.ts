@@ -1,6 +1,8 @@
 import { type Client, createClient } from 'graphql-ws';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { MisskeyClient } from '../src/upstream/client.js';
+import { StreamHub, StreamRefusedError } from '../src/upstream/stream.js';
 import { DEMO_TOKENS, type Stack, startStack } from './harness.js';
 
 /** A connect frame of the gateway's hub never waits long in these tests. */
@@ -499,6 +501,47 @@ describe('the hub after upstream failures', () => {
     await sleep(3_500); // Misskey's own newChatMessage would come now: it must not duplicate
     expect(live.results.map((r) => r.data?.chatMessageReceived.id)).toEqual(sent);
     live.stop();
+  });
+});
+
+describe('StreamHub on its own (no GraphQL)', () => {
+  it('counts sockets and channels, fans one upstream event out, and rejects a refused channel', async () => {
+    const client = new MisskeyClient(stack.sandbox.origin);
+    const hub = new StreamHub(client, STREAM);
+    try {
+      const got: string[][] = [[], [], []];
+      const subs = got.map((list) =>
+        hub.subscribe(
+          DEMO_TOKENS.alice,
+          { channel: 'chatUser', otherId: ids.bob },
+          { event: (event) => list.push(`${event.type}:${event.replayed}`), error: () => {} },
+        ),
+      );
+      await Promise.all(subs.map((sub) => sub.ready));
+      expect([hub.socketCount(), hub.channelCount(), hub.openedCount()]).toEqual([1, 1, 1]);
+      expect(streaming().channelCount('chatUser', ids.alice)).toBe(1);
+      await sendDm('bob', ids.alice, 'to three listeners');
+      await until(() => got.every((list) => list.length === 1), 5_000, 'three deliveries');
+      expect(got).toEqual([['message:false'], ['message:false'], ['message:false']]);
+
+      const refused = hub.subscribe(
+        DEMO_TOKENS.alice,
+        { channel: 'chatRoom', roomId: ids.lounge },
+        { event: () => {}, error: () => {} },
+      );
+      await expect(refused.ready).rejects.toBeInstanceOf(StreamRefusedError);
+      expect(hub.channelCount()).toBe(1);
+
+      for (const sub of subs) {
+        sub.close();
+      }
+      expect(hub.channelCount()).toBe(0);
+      await until(() => hub.socketCount() === 0, 2_000, 'hub socket closed when idle');
+      await channels('chatUser', ids.alice, 0);
+    } finally {
+      await hub.close();
+      await client.close();
+    }
   });
 });
 

@@ -798,7 +798,13 @@ export class StreamHub {
 
   /** Open (or reconnecting) upstream sockets: one per token with live subscriptions. */
   socketCount(): number {
-    return this.#streams.size;
+    let count = 0;
+    for (const stream of this.#streams.values()) {
+      if (stream.state !== 'idle' && stream.state !== 'closed') {
+        count++;
+      }
+    }
+    return count;
   }
 
   /** Upstream channels in use (all tokens). */
