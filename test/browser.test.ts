@@ -169,7 +169,7 @@ describe('GraphiQL in Chromium against the demo sandbox', () => {
     // What the person sees: the result panel shows bob and the newest line of the conversation.
     await expect.poll(() => resultText(alice)).toContain('"name": "Bob"');
     await expect.poll(() => resultText(alice)).toContain(conversationHeadline);
-  });
+  }, 45_000);
 
   it('runs the subscription tab and shows a message that bob sends from a second window', async () => {
     if (!context) {
