@@ -251,14 +251,9 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     } catch (error) {
       if (error instanceof ApiError) {
         const headers: Record<string, string> = {};
-        if (error.status === 401) {
-          headers['www-authenticate'] = 'Bearer realm="Misskey"';
-        } else if (error.code === 'INVALID_PARAM') {
-          headers['www-authenticate'] =
-            'Bearer realm="Misskey", error="invalid_request", error_description="Invalid param."';
-        } else if (error.code === 'PERMISSION_DENIED') {
-          headers['www-authenticate'] =
-            'Bearer realm="Misskey", error="insufficient_scope", error_description="Your app does not have the necessary permissions to use this endpoint."';
+        const challenge = wwwAuthenticate(error);
+        if (challenge) {
+          headers['www-authenticate'] = challenge;
         }
         const retryAfter = (error as ApiError & { retryAfter?: number }).retryAfter;
         if (retryAfter !== undefined) {
@@ -431,6 +426,10 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     });
     const userId = credential ? (db.tokens.get(credential)?.userId ?? null) : null;
     calls.push({ endpoint: name, userId, status: result.status, at: Date.now() });
+    if (req.method === 'GET' && credential === null && result.status === 200) {
+      // Misskey's `cacheSec` (hashtags/trend: 60) applies to anonymous GETs only.
+      result.headers = { ...result.headers, 'cache-control': 'public, max-age=60' };
+    }
     const latency = sandbox.latencyMs;
     if (latency > 0) {
       await new Promise((resolve) => setTimeout(resolve, latency));
@@ -557,6 +556,26 @@ function send(res: ServerResponse, answer: Answer): void {
   headers['content-length'] = String(Buffer.byteLength(body));
   res.writeHead(answer.status, headers);
   res.end(body);
+}
+
+/** Misskey's `WWW-Authenticate` on refused calls, as recorded: every client error carries its
+ *  message, an unknown token is `invalid_token`, a missing one the bare realm, a token without the
+ *  endpoint's kind `insufficient_scope`; role-policy refusals, 429s and 500s carry none. */
+function wwwAuthenticate(error: ApiError): string | null {
+  const realm = 'Bearer realm="Misskey"';
+  if (error.code === 'CREDENTIAL_REQUIRED') {
+    return realm;
+  }
+  if (error.code === 'AUTHENTICATION_FAILED') {
+    return `${realm}, error="invalid_token", error_description="${error.message}"`;
+  }
+  if (error.code === 'PERMISSION_DENIED') {
+    return `${realm}, error="insufficient_scope", error_description="${error.message}"`;
+  }
+  if (error.kind === 'client' && error.status !== 429) {
+    return `${realm}, error="invalid_request", error_description="${error.message}"`;
+  }
+  return null;
 }
 
 function sendFastify404(res: ServerResponse, method: string, path: string): void {
