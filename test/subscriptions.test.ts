@@ -10,6 +10,7 @@ const STREAM = {
   pingIntervalMs: 250,
   pongTimeoutMs: 250,
   connectTimeoutMs: 600,
+  readyTimeoutMs: 1_500,
   idleCloseMs: 100,
   backoff: { initialMs: 50, maxMs: 400 },
 };
@@ -480,6 +481,20 @@ describe('the hub after upstream failures', () => {
     );
     expect(streaming().acceptedCount(ids.alice)).toBeGreaterThanOrEqual(accepted + 1);
     live.stop();
+  });
+
+  it('fails a new subscription with UPSTREAM_UNAVAILABLE when /streaming cannot be reached', async () => {
+    streaming().refuseUpgrades(503);
+    try {
+      const client = wsClient(DEMO_TOKENS.alice);
+      const started = Date.now();
+      const live = subscribe(client, 'subscription { chatMessageReceived { id } }');
+      await live.done;
+      expect(live.results[0]?.errors?.[0]?.extensions?.code).toBe('UPSTREAM_UNAVAILABLE');
+      expect(Date.now() - started).toBeGreaterThanOrEqual(STREAM.readyTimeoutMs);
+    } finally {
+      streaming().refuseUpgrades(null);
+    }
   });
 
   it('chatMessageReceived catches up after a reconnect, each message once', async () => {

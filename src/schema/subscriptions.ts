@@ -11,6 +11,7 @@ import {
   type StreamHub,
   StreamLimitError,
   StreamRefusedError,
+  StreamUnavailableError,
 } from '../upstream/stream.js';
 import { builder } from './builder.js';
 import { ChatMessage } from './chat-messages.js';
@@ -310,6 +311,9 @@ function streamError(error: unknown): GraphQLError | unknown {
       `One token can watch at most ${error.max} different conversations and rooms at once (Misskey's channel limit per socket).`,
       { limit: { name: 'upstreamChannels', max: error.max } },
     );
+  }
+  if (error instanceof StreamUnavailableError) {
+    return gatewayError(ErrorCode.UPSTREAM_UNAVAILABLE, "Misskey's live stream cannot be reached.");
   }
   if (error instanceof StreamClosedError) {
     return gatewayError(ErrorCode.UPSTREAM_UNAVAILABLE, `Live stream ended: ${error.message}.`);

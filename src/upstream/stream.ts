@@ -73,6 +73,14 @@ export class StreamLimitError extends Error {
   }
 }
 
+/** The upstream socket could not be (re)connected in time for a new subscription. */
+export class StreamUnavailableError extends Error {
+  constructor(readonly waitedMs: number) {
+    super(`Misskey's /streaming could not be reached within ${waitedMs} ms`);
+    this.name = 'StreamUnavailableError';
+  }
+}
+
 /** The hub was closed (the gateway is shutting down). */
 export class StreamClosedError extends Error {
   constructor(message = 'the stream hub is closed') {
@@ -88,6 +96,9 @@ export interface StreamHubOptions {
   pongTimeoutMs?: number;
   /** Handshake timeout, and how long a channel may wait for `connected`. Default 5 s. */
   connectTimeoutMs?: number;
+  /** A new subscription whose channel is not connected within this fails with
+   *  StreamUnavailableError (Misskey unreachable). Default 20 s. */
+  readyTimeoutMs?: number;
   /** A socket with no channel left is closed after this. Default 1 s. */
   idleCloseMs?: number;
   /** Reconnect delays: `min(maxMs, initialMs·2ⁿ)`, of which a random half is jitter. */
@@ -147,6 +158,7 @@ interface Member {
   resolve(): void;
   reject(error: Error): void;
   settled: boolean;
+  timer: NodeJS.Timeout | null;
 }
 
 interface ChannelState {
@@ -204,7 +216,7 @@ class TokenStream {
     let channel = this.channels.get(key);
     let member!: Member;
     const ready = new Promise<void>((resolve, reject) => {
-      member = { listener, resolve, reject, settled: false };
+      member = { listener, resolve, reject, settled: false, timer: null };
     });
     ready.catch(() => {});
     if (!channel) {
@@ -240,6 +252,15 @@ class TokenStream {
       }
     }
     const joined = channel;
+    if (!member.settled) {
+      const waited = this.hub.options.readyTimeoutMs;
+      member.timer = setTimeout(() => {
+        member.timer = null;
+        this.#settle(member, new StreamUnavailableError(waited));
+        this.#leave(joined, member);
+      }, waited);
+      member.timer.unref();
+    }
     let closed = false;
     return {
       ready,
@@ -275,6 +296,10 @@ class TokenStream {
       return;
     }
     member.settled = true;
+    if (member.timer) {
+      clearTimeout(member.timer);
+      member.timer = null;
+    }
     if (error) {
       member.reject(error);
     } else {
@@ -757,6 +782,7 @@ export class StreamHub {
       pingIntervalMs: options.pingIntervalMs ?? 20_000,
       pongTimeoutMs: options.pongTimeoutMs ?? 10_000,
       connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
+      readyTimeoutMs: options.readyTimeoutMs ?? 20_000,
       idleCloseMs: options.idleCloseMs ?? 1_000,
       maxChannelsPerSocket: options.maxChannelsPerSocket ?? 32,
       backoff: {
