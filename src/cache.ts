@@ -1,6 +1,14 @@
-import { createInMemoryCache, useResponseCache } from '@graphql-yoga/plugin-response-cache';
+import { createHash } from 'node:crypto';
+import { createRedisCache } from '@envelop/response-cache-redis';
+import {
+  type Cache,
+  createInMemoryCache,
+  useResponseCache,
+} from '@graphql-yoga/plugin-response-cache';
+import { printSchema } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import type { Context } from './context.js';
+import type { SharedRedis } from './redis.js';
 import { schema } from './schema/index.js';
 
 /**
@@ -19,8 +27,12 @@ export const PUBLIC_FIELD_TTL_MS: Readonly<Record<string, number>> = {
 export interface ResponseCacheOptions {
   /** Overrides of `PUBLIC_FIELD_TTL_MS` (0 turns a field's caching off). */
   ttlMs?: Readonly<Record<string, number>>;
-  /** Entries kept at most (least recently used go first). */
+  /** Entries kept at most (least recently used go first; in memory only). */
   maxEntries?: number;
+  /** Keep entries in Redis, shared by every replica (none: in this process's memory). */
+  redis?: SharedRedis | null;
+  /** What the answers depend on besides the schema (the upstream origin): part of each key. */
+  namespace?: string;
 }
 
 /**
@@ -32,7 +44,8 @@ export interface ResponseCacheOptions {
  * - An operation is stored only when every root field it selects is listed in
  *   `PUBLIC_FIELD_TTL_MS` (any other root field has TTL 0), for the smallest TTL among them.
  * - Results with errors are never stored; mutations and subscriptions are never cached.
- * The cache is per gateway process (in memory).
+ * The cache is per gateway process (in memory), or shared by the replicas in Redis: see
+ * `redisResponseCache`.
  */
 export function responseCache(
   options: ResponseCacheOptions = {},
@@ -46,7 +59,9 @@ export function responseCache(
     // Every cached entry is anonymous, hence shared: there is no per-user session.
     session: () => null,
     enabled: (request) => isAnonymousHttp(request),
-    cache: createInMemoryCache({ max: options.maxEntries ?? 1000 }),
+    cache: options.redis
+      ? redisResponseCache(options.redis, options.namespace ?? '')
+      : createInMemoryCache({ max: options.maxEntries ?? 1000 }),
     ttl: 0,
     ttlPerSchemaCoordinate,
     // Mutations need a token, so they never reach this plugin; nothing to invalidate.
@@ -58,4 +73,35 @@ export function responseCache(
 /** An HTTP request without any `Authorization` header (websocket operations have no `request`). */
 function isAnonymousHttp(request: Request | undefined): boolean {
   return request?.headers !== undefined && !request.headers.has('authorization');
+}
+
+/**
+ * The response cache in Redis (the envelop Redis store), for entries shared by the replicas.
+ * - Keys are `misskey-graphql:rc:<hash of schema and upstream>:<operation hash>`: a replica with
+ *   another schema or upstream never reads them, and a client's `If-None-Match` can only name
+ *   an entry of this cache. Only anonymous results get here, so no key or value holds a token.
+ * - Each entry is one string with its own TTL (`SET … PX`); the store's entity index sets are not
+ *   written (nothing is invalidated by mutation, and those sets would never expire).
+ * - Redis down or slow: `get` misses and `set` is skipped (the operation runs upstream as if there
+ *   were no cache); `SharedRedis` logs the outage once and reconnects.
+ */
+export function redisResponseCache(redis: SharedRedis, namespace: string): Cache {
+  const version = createHash('sha256')
+    .update(printSchema(schema))
+    .update('\0')
+    .update(namespace)
+    .digest('base64url')
+    .slice(0, 12);
+  const prefix = `rc:${version}:`;
+  const store = createRedisCache({ redis: redis.client });
+  return {
+    get: async (key) =>
+      (await redis.run(async () => (await store.get(prefix + key)) ?? undefined)) ?? undefined,
+    set: async (key, result, _entities, ttl) => {
+      if (Number.isFinite(ttl) && ttl > 0) {
+        await redis.run(async () => store.set(prefix + key, result, [], ttl));
+      }
+    },
+    invalidate: () => undefined,
+  };
 }

@@ -39,6 +39,8 @@ export interface Config {
   trustProxy: boolean;
   /** Serve Prometheus metrics on GET /metrics. */
   metrics: boolean;
+  /** Redis shared by the replicas (response cache, rate limits); `null` = in memory. */
+  redisUrl: string | null;
 }
 
 export interface LimitsConfig {
@@ -158,6 +160,30 @@ function origin(env: Env, name: string): string | null {
   return url.origin;
 }
 
+function redisUrl(env: Env, name: string): string | null {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === '') {
+    return null;
+  }
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(name, 'must be a URL such as redis://redis:6379/0');
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+    throw new ConfigError(name, `must use redis or rediss, got "${url.protocol}"`);
+  }
+  if (url.hostname === '') {
+    throw new ConfigError(name, 'must name a host, e.g. redis://redis:6379/0');
+  }
+  if (url.pathname.length > 1 && !/^\/\d{1,2}$/.test(url.pathname)) {
+    throw new ConfigError(name, 'the path must be a database number, e.g. /0');
+  }
+  // The URL may hold a password: it is never echoed in an error or a log.
+  return raw;
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const logLevel = (env.LOG_LEVEL?.trim().toLowerCase() || 'info') as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) {
@@ -213,5 +239,6 @@ export function loadConfig(env: Env = process.env): Config {
     },
     trustProxy: boolean(env, 'TRUST_PROXY', false),
     metrics: boolean(env, 'METRICS', true),
+    redisUrl: redisUrl(env, 'REDIS_URL'),
   };
 }

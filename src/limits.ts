@@ -17,6 +17,7 @@ import {
 import type { Plugin } from 'graphql-yoga';
 import { DEFAULT_LIMITS, type LimitsConfig } from './config.js';
 import { ErrorCode, gatewayError } from './errors.js';
+import type { SharedRedis } from './redis.js';
 
 /**
  * Operation limits, all checked before execution (so an operation over a limit makes no upstream
@@ -315,25 +316,64 @@ export interface GatewayRateLimits {
   windowMs: number;
 }
 
+/**
+ * The same fixed windows in Redis, shared by every replica: one atomic script per request counts
+ * its operations on the token's key, then (if still allowed) on the address's key. A window starts
+ * with its first operation and ends with the key's own expiry, so replicas need no common clock.
+ * Returns [index of the key over its budget (1-based, 0 = allowed), ms until its window ends].
+ */
+const RATE_TAKE_SCRIPT = `
+for i, key in ipairs(KEYS) do
+  local count = redis.call('INCRBY', key, ARGV[1])
+  local ttl = redis.call('PTTL', key)
+  if ttl < 0 then
+    redis.call('PEXPIRE', key, ARGV[2])
+    ttl = tonumber(ARGV[2])
+  end
+  if count > tonumber(ARGV[i + 2]) then
+    return {i, ttl}
+  end
+end
+return {0, 0}
+`;
+
+type RateTake = (...keysThenArgs: (string | number)[]) => Promise<[number, number]>;
+
 /** The gateway's own rate limit, per token and per client address; each part off at 0. */
 export class GatewayRateLimit {
   readonly #byToken: RateLimiter | null;
   readonly #byIp: RateLimiter | null;
+  readonly #limits: GatewayRateLimits;
+  readonly #redis: SharedRedis | null;
 
+  /** With `redis`, the budgets are shared by every replica; while Redis is unavailable each
+   *  replica counts its own (the same budgets, per process). */
   constructor(
     limits: GatewayRateLimits,
     readonly onRefuse?: () => void,
+    redis?: SharedRedis | null,
   ) {
+    this.#limits = limits;
+    this.#redis = redis ?? null;
     this.#byToken = limits.perToken > 0 ? new RateLimiter(limits.perToken, limits.windowMs) : null;
     this.#byIp = limits.perIp > 0 ? new RateLimiter(limits.perIp, limits.windowMs) : null;
+    if (this.#redis && !('misskeyRateTake' in this.#redis.client)) {
+      this.#redis.client.defineCommand('misskeyRateTake', { lua: RATE_TAKE_SCRIPT });
+    }
   }
 
   get enabled(): boolean {
     return this.#byToken !== null || this.#byIp !== null;
   }
 
-  /** Counts `operations` for the caller; returns null when allowed, else the refusal. */
-  check(token: string | null, ip: string, operations = 1): GraphQLError | null {
+  /** Counts `operations` for the caller; resolves to null when allowed, else the refusal. */
+  async check(token: string | null, ip: string, operations = 1): Promise<GraphQLError | null> {
+    if (this.#redis) {
+      const shared = await this.#checkShared(this.#redis, token, ip, operations);
+      if (shared !== undefined) {
+        return shared;
+      }
+    }
     for (let i = 0; i < operations; i++) {
       let wait = token !== null ? (this.#byToken?.take(`t:${tokenKey(token)}`) ?? 0) : 0;
       let by = 'token';
@@ -342,15 +382,62 @@ export class GatewayRateLimit {
         by = 'address';
       }
       if (wait > 0) {
-        this.onRefuse?.();
-        return gatewayError(
-          ErrorCode.RATE_LIMITED,
-          `Too many operations from this ${by}; retry in ${wait} s.`,
-          { retryAfter: wait, http: { status: 429, headers: { 'retry-after': String(wait) } } },
-        );
+        return this.#refuse(by, wait);
       }
     }
     return null;
+  }
+
+  /** The shared count; `undefined` when Redis could not answer (the caller counts locally). */
+  async #checkShared(
+    redis: SharedRedis,
+    token: string | null,
+    ip: string,
+    operations: number,
+  ): Promise<GraphQLError | null | undefined> {
+    const { perToken, perIp, windowMs } = this.#limits;
+    const keys: string[] = [];
+    const maxes: number[] = [];
+    const by: string[] = [];
+    if (token !== null && perToken > 0) {
+      keys.push(`rl:${windowMs}:t:${tokenKey(token)}`);
+      maxes.push(perToken);
+      by.push('token');
+    }
+    if (perIp > 0) {
+      keys.push(`rl:${windowMs}:ip:${ip}`);
+      maxes.push(perIp);
+      by.push('address');
+    }
+    if (keys.length === 0) {
+      return null;
+    }
+    const taken = await redis.run((client) =>
+      (client as unknown as { misskeyRateTake: RateTake }).misskeyRateTake(
+        keys.length,
+        ...keys,
+        operations,
+        windowMs,
+        ...maxes,
+      ),
+    );
+    if (taken === undefined) {
+      return undefined;
+    }
+    const [over, ttlMs] = taken;
+    if (over === 0) {
+      return null;
+    }
+    return this.#refuse(by[over - 1] ?? 'token', Math.max(1, Math.ceil(ttlMs / 1000)));
+  }
+
+  #refuse(by: string, wait: number): GraphQLError {
+    this.onRefuse?.();
+    return gatewayError(
+      ErrorCode.RATE_LIMITED,
+      `Too many operations from this ${by}; retry in ${wait} s.`,
+      { retryAfter: wait, http: { status: 429, headers: { 'retry-after': String(wait) } } },
+    );
   }
 }
 

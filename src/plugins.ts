@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { usePrometheus } from '@graphql-yoga/plugin-prometheus';
 import type { Plugin } from 'graphql-yoga';
-import { responseCache } from './cache.js';
+import { type ResponseCacheOptions, responseCache } from './cache.js';
 import { DEFAULT_LIMITS, type LimitsConfig } from './config.js';
 import { type Context, tokenFrom } from './context.js';
 import { ErrorCode, gatewayError } from './errors.js';
@@ -18,6 +18,8 @@ export interface PluginOptions {
   readonly metrics?: GatewayMetrics | null;
   /** The gateway's own rate limit (none: off). */
   readonly rateLimit?: GatewayRateLimit | null;
+  /** Where the response cache keeps entries (default: in memory). */
+  readonly responseCache?: ResponseCacheOptions;
 }
 
 type GatewayPlugin = Plugin<Record<string, unknown> & Context>;
@@ -41,7 +43,7 @@ export function gatewayPlugins(options: PluginOptions = {}): GatewayPlugin[] {
     // Each query or mutation gets a deadline that its upstream calls inherit.
     operationDeadline(options.operationTimeoutMs ?? 15_000),
     // Anonymous public reads (trend 60 s; hashtags, announcements 30 s) from a shared cache.
-    responseCache(),
+    responseCache(options.responseCache),
     // Prometheus `/metrics`; no operationName label: clients choose it, so it could grow unbounded.
     ...(options.metrics
       ? [
@@ -88,7 +90,7 @@ function admission(limits: LimitsConfig, rateLimit: GatewayRateLimit | null): Ga
         );
       }
       return {
-        onRequestParseDone({ requestParserResult }) {
+        async onRequestParseDone({ requestParserResult }) {
           const operations = Array.isArray(requestParserResult) ? requestParserResult.length : 1;
           if (Array.isArray(requestParserResult) && operations > limits.maxBatch) {
             const error = limitError(
@@ -103,7 +105,7 @@ function admission(limits: LimitsConfig, rateLimit: GatewayRateLimit | null): Ga
             throw error;
           }
           if (rateLimit?.enabled) {
-            const refused = rateLimit.check(
+            const refused = await rateLimit.check(
               tokenFrom({ request }),
               requestScope.getStore()?.ip ?? 'unknown',
               operations,

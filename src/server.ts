@@ -25,6 +25,7 @@ import {
   routeOf,
 } from './observability.js';
 import { gatewayPlugins } from './plugins.js';
+import { SharedRedis, type SharedRedisOptions } from './redis.js';
 import { schema } from './schema/index.js';
 import { websocketAuth } from './schema/subscriptions.js';
 import { MisskeyClient, type UpstreamCallEvent } from './upstream/client.js';
@@ -65,6 +66,10 @@ export interface GatewayOptions {
   trustProxy?: boolean;
   /** Serve `/metrics` (default true). */
   metrics?: boolean;
+  /** Redis shared by replicas for the response cache and the rate limit (default: memory). */
+  redisUrl?: string | null;
+  /** Command deadline and cooldown of the Redis connection. */
+  redis?: SharedRedisOptions;
 }
 
 export interface Gateway {
@@ -104,6 +109,7 @@ export function gatewayOptionsFromConfig(config: Config, misskeyUrl: string): Ga
     rateLimit: config.rateLimit,
     trustProxy: config.trustProxy,
     metrics: config.metrics,
+    redisUrl: config.redisUrl,
   };
 }
 
@@ -165,9 +171,11 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       logger.debug({ endpoint, reason }, 'upstream call refused');
     },
   });
+  const redis = options.redisUrl ? new SharedRedis(options.redisUrl, logger, options.redis) : null;
   const rateLimit = new GatewayRateLimit(
     options.rateLimit ?? { perToken: 0, perIp: 0, windowMs: 60_000 },
     () => metrics?.rateLimited.inc(),
+    redis,
   );
   const contextFactory = createContextFactory(client);
   const stream = new StreamHub(client, {
@@ -191,6 +199,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       operationTimeoutMs: options.operationTimeoutMs,
       metrics,
       rateLimit: rateLimit.enabled ? rateLimit : null,
+      responseCache: { redis, namespace: options.misskeyUrl },
     }),
     batching: limits.maxBatch > 0 ? { limit: limits.maxBatch } : false,
     maxRequestBodySize: limits.maxBodyBytes,
@@ -216,7 +225,8 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const route = (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/health') {
-      sendJson(res, 200, { status: 'ok' });
+      // Redis is reported, never required: without it the gateway serves uncached, local limits.
+      sendJson(res, 200, { status: 'ok', ...(redis ? { redis: redis.state } : {}) });
       return;
     }
     if (path === '/ready') {
@@ -289,11 +299,11 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     socket.once('close', () => metrics?.wsConnections.dec());
   });
   /** Limits of a websocket operation, checked before it is parsed: per-socket count, rate. */
-  const admitWsOperation = (ctx: {
+  const admitWsOperation = async (ctx: {
     subscriptions: Record<string, unknown>;
     connectionParams?: Readonly<Record<string, unknown>>;
     extra: { request: IncomingMessage };
-  }): GraphQLError | null => {
+  }): Promise<GraphQLError | null> => {
     // graphql-ws registers the new operation's id before onSubscribe runs.
     const running = Object.keys(ctx.subscriptions).length;
     if (running > limits.wsMaxSubscriptions) {
@@ -327,7 +337,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       connectionInitWaitTimeout: limits.wsInitTimeoutMs,
       onConnect: wsAuth.onConnect,
       onSubscribe: async (ctx, _id, params) => {
-        const refused = admitWsOperation(ctx);
+        const refused = await admitWsOperation(ctx);
         if (refused) {
           return [refused];
         }
@@ -439,6 +449,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         if (!drained) {
           await client.destroy();
         }
+        await redis?.close();
         logger.info({ ms: Date.now() - started }, 'gateway closed');
       })();
       return closing;
