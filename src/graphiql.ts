@@ -257,20 +257,40 @@ const ENV_JS = `(function () {
 `;
 
 /**
- * Renders GraphiQL with the options the page embeds as JSON. GraphiQL keeps its tabs in
- * localStorage and ignores `defaultTabs` once it has some: when the example tabs changed (a new
- * release, or new demo data with new ids) the stored tabs are dropped so the new ones show.
+ * Renders GraphiQL with the options the page embeds as JSON.
+ *
+ * GraphiQL keeps its tabs in localStorage and ignores `defaultTabs` once it has some, so when the
+ * example tabs changed (a new release, or new demo data with new ids) the stored tabs are dropped
+ * and the new ones show. When stored tabs are kept, the editors must start with the active tab's
+ * own content: GraphiQL appends a new tab on every load otherwise.
  */
 const BOOT_JS = `(function () {
   var element = document.getElementById('graphiql-options');
   var options = JSON.parse(element.textContent);
   try {
     var key = 'misskey-graphql:tabs';
+    var editors = ['query', 'variables', 'headers', 'operationName'];
     if (localStorage.getItem(key) !== element.dataset.tabs) {
-      ['tabState', 'query', 'variables', 'headers', 'operationName'].forEach(function (name) {
+      ['tabState'].concat(editors).forEach(function (name) {
         localStorage.removeItem('graphiql:' + name);
       });
       localStorage.setItem(key, element.dataset.tabs);
+    }
+    var stored = JSON.parse(localStorage.getItem('graphiql:tabState') || 'null');
+    var active = stored && stored.tabs && stored.tabs[stored.activeTabIndex];
+    if (active) {
+      delete options.variables;
+      editors.forEach(function (name) {
+        var value = active[name];
+        if (name === 'headers' && !options.shouldPersistHeaders) {
+          return;
+        }
+        if (value) {
+          localStorage.setItem('graphiql:' + name, value);
+        } else {
+          localStorage.removeItem('graphiql:' + name);
+        }
+      });
     }
   } catch (error) {
     // No storage (private mode): GraphiQL starts from the defaults anyway.

@@ -223,6 +223,65 @@ describe('GraphiQL in Chromium against the demo sandbox', () => {
     await bob.close();
   }, 45_000);
 
+  it("reloads without piling up tabs, keeps a person's tabs, and drops them when the examples changed", async () => {
+    if (!context) {
+      throw new Error('no browser');
+    }
+    const examples = ['Conversation', 'MyRooms', 'Trending', 'NewMessages', 'ReplyAsBob'];
+    const page = await context.newPage();
+    const tabNames = async () => {
+      await openGraphiQL(page);
+      return (await page.locator('.graphiql-tab-button').allTextContents()).map((t) => t.trim());
+    };
+    // The earlier windows stored their tabs in this browser profile: they come back as they were.
+    expect(await tabNames()).toEqual(examples);
+    await selectTab(page, 'MyRooms');
+    // GraphiQL stores its tabs a moment after a change.
+    await expect
+      .poll(() =>
+        page.evaluate(
+          () => JSON.parse(localStorage.getItem('graphiql:tabState') ?? '{}').activeTabIndex,
+        ),
+      )
+      .toBe(1);
+    expect(await tabNames()).toEqual(examples);
+    expect(await page.locator('.graphiql-tab-active .graphiql-tab-button').textContent()).toBe(
+      'MyRooms',
+    );
+
+    const stale = (title: string) => ({
+      id: title,
+      hash: title,
+      title,
+      query: `query ${title} { me { id } }`,
+      variables: null,
+      headers: null,
+      operationName: title,
+      response: null,
+    });
+    const storeOwnTabs = () =>
+      page.evaluate(
+        (tabs) =>
+          localStorage.setItem('graphiql:tabState', JSON.stringify({ activeTabIndex: 1, tabs })),
+        [stale('Mine'), stale('Yours')],
+      );
+    await storeOwnTabs();
+    expect(await tabNames()).toEqual(['Mine', 'Yours']);
+
+    await storeOwnTabs();
+    await page.evaluate(() => localStorage.setItem('misskey-graphql:tabs', 'an older release'));
+    expect(await tabNames()).toEqual(examples);
+    // The fresh examples run as they are, variables included.
+    const answered = page.waitForResponse(
+      (res) =>
+        res.request().method() === 'POST' && /Conversation/.test(res.request().postData() ?? ''),
+    );
+    await page.locator('.graphiql-execute-button').click();
+    const body = (await (await answered).json()) as { data?: { user?: { name?: string } } };
+    expect(body.data?.user?.name).toBe('Bob');
+    await page.close();
+  }, 45_000);
+
   it('loaded nothing from outside the gateway and logged no error', () => {
     const [host, port] = origin.replace('http://', '').split(':');
     const local = new RegExp(`^(https?|wss?)://${host?.replace(/\./g, '\\.')}:${port}/`);
