@@ -431,6 +431,12 @@ describe('Redis outage', () => {
     await a.gql(TREND);
     await b.gql(TREND);
     expect(sandbox.callCount('hashtags/trend')).toBe(1);
+    // The new Redis has neither the counters nor the script: one budget again, across both.
+    const shared: number[] = [];
+    for (const replica of [a, b, a, b]) {
+      shared.push((await replica.gql(me, DEMO_TOKENS.carol)).status);
+    }
+    expect(shared).toEqual([200, 200, 200, 429]);
     for (const replica of replicas) {
       expect(replica.logs.map((l) => l.msg)).toEqual([
         expect.stringMatching(/^redis unavailable/),
@@ -444,7 +450,7 @@ describe('Redis outage', () => {
   it('a Redis that stops answering costs at most one command timeout, then is skipped', async () => {
     const own = await startRedis();
     const a = await startReplica(sandbox, own.url, {
-      redis: { commandTimeoutMs: 200, cooldownMs: 60_000 },
+      redis: { commandTimeoutMs: 1_000, cooldownMs: 60_000 },
     });
     await until(async () => (await a.health()).redis === 'up');
     own.child.kill('SIGSTOP');
@@ -458,9 +464,9 @@ describe('Redis outage', () => {
         expect(res.body.errors).toBeUndefined();
       }
       // The first read waits for the cache lookup's timeout; the rest do not touch Redis.
-      expect(times[0]).toBeGreaterThanOrEqual(150);
-      expect(times[0]).toBeLessThan(1_000);
-      expect(Math.max(...times.slice(1))).toBeLessThan(150);
+      expect(times[0]).toBeGreaterThanOrEqual(950);
+      expect(times[0]).toBeLessThan(3_000);
+      expect(Math.max(...times.slice(1))).toBeLessThan(500);
       expect(sandbox.callCount('hashtags/trend')).toBe(5);
       expect(a.logs.filter((l) => l.level === 40)).toHaveLength(1);
       expect(a.logs[0]?.reason).toMatch(/timed out/i);
