@@ -1,0 +1,149 @@
+import { Session } from 'node:inspector/promises';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import type { Handlers } from '../ipc.js';
+
+/** What a process reports about one measurement window (`mark` … `stats`). */
+export interface WindowStats {
+  /** CPU time of the process in the window (user + system), in µs. */
+  cpuUs: number;
+  wallMs: number;
+  /** Event-loop delay in the window, in ms. */
+  eldP50Ms: number;
+  eldP99Ms: number;
+  eldMaxMs: number;
+  rssBytes: number;
+  heapUsedBytes: number;
+  /** Highest number of upstream sockets sampled (every 2 ms) in the window, when known. */
+  peakSockets: number | null;
+}
+
+export interface ProfileEntry {
+  function: string;
+  /** Share of the sampled time spent in the function itself, in %. */
+  selfPercent: number;
+}
+
+/**
+ * The measurement commands every benchmark process answers: `mark` opens a window, `stats`
+ * reads it, `gc` collects garbage (the process runs with --expose-gc), `profileStart` /
+ * `profileStop` take a CPU profile and answer its top functions by self time.
+ * `sockets` reads the process's open upstream sockets.
+ */
+export function statsHandlers(sockets?: () => number): Handlers {
+  const eld = monitorEventLoopDelay({ resolution: 10 });
+  eld.enable();
+  let cpu = process.cpuUsage();
+  let wall = performance.now();
+  let peak = 0;
+  let sampler: NodeJS.Timeout | undefined;
+  let session: Session | undefined;
+
+  return {
+    mark: () => {
+      eld.reset();
+      cpu = process.cpuUsage();
+      wall = performance.now();
+      if (sockets) {
+        peak = sockets();
+        clearInterval(sampler);
+        sampler = setInterval(() => {
+          peak = Math.max(peak, sockets());
+        }, 2);
+        sampler.unref();
+      }
+      return null;
+    },
+    stats: (): WindowStats => {
+      const used = process.cpuUsage(cpu);
+      clearInterval(sampler);
+      const memory = process.memoryUsage();
+      return {
+        cpuUs: used.user + used.system,
+        wallMs: performance.now() - wall,
+        eldP50Ms: eld.percentile(50) / 1e6,
+        eldP99Ms: eld.percentile(99) / 1e6,
+        eldMaxMs: eld.max / 1e6,
+        rssBytes: memory.rss,
+        heapUsedBytes: memory.heapUsed,
+        peakSockets: sockets ? Math.max(peak, sockets()) : null,
+      };
+    },
+    gc: () => {
+      const collect = (globalThis as { gc?: () => void }).gc;
+      collect?.();
+      collect?.();
+      return process.memoryUsage().rss;
+    },
+    profileStart: async () => {
+      session = new Session();
+      session.connect();
+      await session.post('Profiler.enable');
+      await session.post('Profiler.setSamplingInterval', { interval: 200 });
+      await session.post('Profiler.start');
+      return null;
+    },
+    profileStop: async (top: number): Promise<ProfileEntry[]> => {
+      if (!session) {
+        throw new Error('no profile running');
+      }
+      const { profile } = await session.post('Profiler.stop');
+      session.disconnect();
+      session = undefined;
+      return topFunctions(profile, top);
+    },
+  };
+}
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+}
+
+function topFunctions(
+  profile: { nodes: ProfileNode[]; samples?: number[]; timeDeltas?: number[] },
+  top: number,
+): ProfileEntry[] {
+  const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
+  const self = new Map<string, number>();
+  let total = 0;
+  const samples = profile.samples ?? [];
+  const deltas = profile.timeDeltas ?? [];
+  for (let i = 0; i < samples.length; i++) {
+    const node = nodes.get(samples[i] ?? -1);
+    const delta = deltas[i] ?? 0;
+    if (!node) {
+      continue;
+    }
+    const { functionName, url, lineNumber } = node.callFrame;
+    if (functionName === '(idle)') {
+      continue;
+    }
+    total += delta;
+    const where = url ? ` ${shortPath(url)}:${lineNumber + 1}` : '';
+    const key = `${functionName || '(anonymous)'}${where}`;
+    self.set(key, (self.get(key) ?? 0) + delta);
+  }
+  return [...self]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([key, time]) => ({
+      function: key,
+      selfPercent: total > 0 ? Math.round((time / total) * 1000) / 10 : 0,
+    }));
+}
+
+/** `graphql/execution/execute.js` for a dependency, `src/…` for ours, `node:…` for Node's. */
+function shortPath(url: string): string {
+  const file = url.replace(/^file:\/\//, '');
+  const deps = file.lastIndexOf('/node_modules/');
+  if (deps >= 0) {
+    return file.slice(deps + '/node_modules/'.length);
+  }
+  for (const root of ['/src/', '/bench/']) {
+    const at = file.lastIndexOf(root);
+    if (at >= 0) {
+      return file.slice(at + 1);
+    }
+  }
+  return file;
+}

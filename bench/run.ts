@@ -1,0 +1,488 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import os from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isDeepStrictEqual, parseArgs } from 'node:util';
+import { BenchProcess, pin } from './ipc.js';
+import {
+  closedLoop,
+  type FixedRateResult,
+  fixedRate,
+  type HttpRequest,
+  type LoadResult,
+} from './load.js';
+import type { ProfileEntry, WindowStats } from './procs/stats.js';
+import type { SandboxReady, ServerReady } from './protocol.js';
+import { type BenchResults, type Cell, type Machine, type RunRecord, summarize } from './report.js';
+import { renderMarkdown, targetsOf } from './results-md.js';
+import { runSubscriptions } from './subscriptions.js';
+import { httpRequestFor, type SystemId, WORKLOADS, type Workload } from './workloads.js';
+
+/**
+ * `npm run bench [-- --quick] [-- --out DIR]`: starts the sandbox (upstream), the gateway (S2) and
+ * the REST clients' server (S0, S1) as separate processes, pinned where taskset allows (systems
+ * on CPU 0, sandbox and load generator on CPU 1), runs every workload against every system at
+ * each upstream latency, then writes RESULTS.md and results.json. Everything is on loopback,
+ * every loop is bounded, and the children are stopped on exit, error or signal.
+ */
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    out: { type: 'string' },
+    'no-subscriptions': { type: 'boolean', default: false },
+    /** Narrow a run down while investigating (the committed results use none of these). */
+    workloads: { type: 'string' },
+    systems: { type: 'string' },
+    latencies: { type: 'string' },
+    runs: { type: 'string' },
+    connections: { type: 'string' },
+  },
+});
+const quick = args.quick ?? false;
+const here = dirname(fileURLToPath(import.meta.url));
+const outDir = args.out ?? (quick ? join(os.tmpdir(), 'misskey-graphql-bench-quick') : here);
+
+const settings = quick
+  ? {
+      runs: 1,
+      closedSeconds: 1,
+      fixedSeconds: 1,
+      warmupSeconds: 0,
+      connections: 8,
+      fixedRateShare: 0.5,
+      latencies: [0],
+      trafficSeconds: 1,
+      profileSeconds: 0,
+      deadlineMs: 120_000,
+    }
+  : {
+      runs: 3,
+      closedSeconds: 3,
+      fixedSeconds: 3,
+      warmupSeconds: 1,
+      connections: 32,
+      fixedRateShare: 0.5,
+      latencies: [0, 5],
+      trafficSeconds: 10,
+      profileSeconds: 2,
+      deadlineMs: 9.5 * 60_000,
+    };
+if (args.latencies) {
+  settings.latencies = args.latencies.split(',').map(Number);
+}
+if (args.runs) {
+  settings.runs = Number(args.runs);
+}
+if (args.connections) {
+  settings.connections = Number(args.connections);
+}
+const onlyWorkloads = args.workloads?.split(',');
+const onlySystems = args.systems?.split(',');
+const PER_ROOM_PER_SECOND = 5;
+/** Requests per workload and system checked one at a time before the load. */
+const EXACT_SAMPLE = 5;
+const FIXED_RATE_MAX_CONNECTIONS = 128;
+/** The gateway runs with its defaults; these only keep its access log off the terminal. */
+const GATEWAY_ENV: Record<string, string> = {};
+
+const started = performance.now();
+const children: BenchProcess[] = [];
+const log = (line: string) => console.log(line);
+
+async function stopChildren(): Promise<void> {
+  await Promise.all(children.map((child) => child.stop()));
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log(`${signal}: stopping`);
+    stopChildren().finally(() => process.exit(130));
+  });
+}
+const deadline = setTimeout(() => {
+  console.error(`bench: still running after ${settings.deadlineMs / 1000} s, giving up`);
+  stopChildren().finally(() => process.exit(1));
+}, settings.deadlineMs);
+deadline.unref();
+
+async function main(): Promise<void> {
+  const loadBefore = os.loadavg()[0] ?? Number.NaN;
+  const cores = os.cpus().length;
+  const canPin = cores >= 2 && hasTaskset();
+  const pinning = canPin
+    ? 'pinned with taskset: gateway and REST server on CPU 0, sandbox and load generator on CPU 1'
+    : cores < 2
+      ? 'not pinned (one CPU)'
+      : 'not pinned (taskset not found)';
+  if (canPin) {
+    pin(process.pid, 1);
+  }
+
+  log(`bench (${quick ? 'quick' : 'full'}): starting the sandbox and seeding`);
+  const sandbox = new BenchProcess<SandboxReady>('sandbox', 'sandbox', {
+    BENCH_SIZES: quick ? 'quick' : 'full',
+  });
+  children.push(sandbox);
+  if (canPin) {
+    pin(sandbox.pid, 1);
+  }
+  const { origin: upstream, data } = await withTimeout(sandbox.ready, 120_000, 'sandbox start');
+  log(
+    `  ${data.users.length} users, ${data.conversations.length} conversations × ${data.sizes.messagesPerConversation} messages, ` +
+      `${data.rooms.length} rooms × ${data.sizes.membersPerRoom} members, seeded in ${data.seedMs} ms`,
+  );
+
+  const env = { MISSKEY_URL: upstream, ...GATEWAY_ENV };
+  const gateway = new BenchProcess<ServerReady>('gateway', 'gateway', env, { quietStdout: true });
+  const rest = new BenchProcess<ServerReady>('rest', 'rest', env);
+  children.push(gateway, rest);
+  if (canPin) {
+    pin(gateway.pid, 0);
+    pin(rest.pid, 0);
+  }
+  const [gatewayReady, restReady] = await withTimeout(
+    Promise.all([gateway.ready, rest.ready]),
+    60_000,
+    'gateway and REST server start',
+  );
+  const targetOf = (system: SystemId) =>
+    system === 'S2'
+      ? { proc: gateway, origin: gatewayReady.origin }
+      : { proc: rest, origin: restReady.origin };
+
+  const machine: Machine = {
+    cores,
+    cpuModel: os.cpus()[0]?.model.trim() ?? 'unknown',
+    memoryGiB: Math.round(os.totalmem() / 1024 ** 3),
+    node: process.version,
+    os: `${os.type()} ${os.release()}`,
+    commit: commitOf(),
+    pinning,
+    date: new Date().toISOString(),
+    loadAverage: { before: loadBefore, after: Number.NaN },
+  };
+
+  // The first requests of each workload, one at a time on each system: the same data from
+  // every system, and the exact number of upstream calls per request.
+  const exactCalls = new Map<string, number>();
+  for (const workload of workloads()) {
+    const sample = workload.requests(data).slice(0, EXACT_SAMPLE);
+    if (sample.length === 0) {
+      throw new Error(`workload ${workload.id} has no request`);
+    }
+    const reference: unknown[] = [];
+    for (const system of systemsOf(workload)) {
+      await sandbox.request('resetCalls');
+      for (const [i, request] of sample.entries()) {
+        const body = await send(targetOf(system).origin, httpRequestFor(workload, system, request));
+        if (reference[i] === undefined) {
+          reference[i] = body;
+        } else if (!isDeepStrictEqual(body, reference[i])) {
+          throw new Error(
+            `workload ${workload.id}: ${system} answered differently:\n${JSON.stringify(body).slice(0, 500)}\nvs\n${JSON.stringify(reference[i]).slice(0, 500)}`,
+          );
+        }
+      }
+      const calls = await sandbox.request<{ total: number }>('calls');
+      exactCalls.set(`${workload.id}/${system}`, calls.total / sample.length);
+    }
+    log(
+      `  (${workload.id}) same data from ${systemsOf(workload).join(', ')}; upstream calls ${systemsOf(
+        workload,
+      )
+        .map((s) => `${s} ${exactCalls.get(`${workload.id}/${s}`)}`)
+        .join(', ')}`,
+    );
+  }
+
+  /** Runs one load against a system with the measurement window of every process around it. */
+  async function measure<L extends LoadResult>(
+    target: BenchProcess,
+    run: () => Promise<L>,
+  ): Promise<RunRecord<L>> {
+    await Promise.all([
+      sandbox.request('resetCalls'),
+      sandbox.request('mark'),
+      target.request('mark'),
+    ]);
+    const cpu = process.cpuUsage();
+    const t0 = performance.now();
+    const load = await run();
+    const wallMs = performance.now() - t0;
+    const runner = process.cpuUsage(cpu);
+    const [system, upstreamStats, calls] = await Promise.all([
+      target.request<WindowStats>('stats'),
+      sandbox.request<WindowStats>('stats'),
+      sandbox.request<{ total: number }>('calls'),
+    ]);
+    const ok = Math.max(1, load.ok);
+    return {
+      load,
+      upstreamCallsPerRequest: calls.total / Math.max(1, load.ok + load.failed),
+      cpuUsPerRequest: system.cpuUs / ok,
+      upstreamCpuUsPerRequest: upstreamStats.cpuUs / ok,
+      systemCpuPercent: system.cpuUs / 10 / system.wallMs,
+      upstreamCorePercent: (upstreamStats.cpuUs + runner.user + runner.system) / 10 / wallMs,
+      system,
+      upstream: upstreamStats,
+    };
+  }
+
+  const cells: Cell[] = [];
+  for (const latencyMs of settings.latencies) {
+    await sandbox.request('setLatency', latencyMs);
+    for (const workload of workloads()) {
+      const requests = workload.requests(data);
+      const byRequest = (system: SystemId): HttpRequest[] =>
+        requests.map((request) => httpRequestFor(workload, system, request));
+      const group: Cell[] = [];
+      for (const system of systemsOf(workload)) {
+        const target = targetOf(system);
+        const list = byRequest(system);
+        await closedLoop({
+          origin: target.origin,
+          requests: list,
+          connections: settings.connections,
+          durationSec: settings.warmupSeconds,
+        });
+        const runs: RunRecord[] = [];
+        for (let i = 0; i < settings.runs; i++) {
+          runs.push(
+            await measure(target.proc, () =>
+              closedLoop({
+                origin: target.origin,
+                requests: list,
+                connections: settings.connections,
+                durationSec: settings.closedSeconds,
+              }),
+            ),
+          );
+        }
+        const cell: Cell = {
+          workload: workload.id,
+          system,
+          latencyMs,
+          exactUpstreamCalls: exactCalls.get(`${workload.id}/${system}`) ?? Number.NaN,
+          closed: { connections: settings.connections, runs, median: summarize(runs) },
+          fixed: null,
+        };
+        group.push(cell);
+        const m = cell.closed.median;
+        log(
+          `  (${workload.id}) ${system} ${latencyMs} ms closed: ${Math.round(m.rps)} req/s, p99 ${m.p99} ms, ` +
+            `${m.upstreamCallsPerRequest.toFixed(1)} calls/req, CPU ${Math.round(m.cpuUsPerRequest)} µs/req ` +
+            `(${Math.round(m.systemCpuPercent)}% / upstream core ${Math.round(m.upstreamCorePercent)}%)`,
+        );
+      }
+
+      // The same fixed rate for every system of the workload: a share of the slowest one's
+      // closed-loop throughput, so every system can keep up and latencies compare at equal load.
+      const slowest = Math.min(...group.map((c) => c.closed.median.rps));
+      const rate = roundRate(slowest * settings.fixedRateShare);
+      for (const cell of group) {
+        const target = targetOf(cell.system);
+        const list = byRequest(cell.system);
+        const runs: RunRecord<FixedRateResult>[] = [];
+        for (let i = 0; i < settings.runs; i++) {
+          runs.push(
+            await measure(target.proc, () =>
+              fixedRate({
+                origin: target.origin,
+                requests: list,
+                rps: rate,
+                durationSec: settings.fixedSeconds,
+                maxConnections: FIXED_RATE_MAX_CONNECTIONS,
+              }),
+            ),
+          );
+        }
+        cell.fixed = { runs, median: { ...summarize(runs), targetRps: rate } };
+        const f = cell.fixed.median;
+        log(
+          `  (${cell.workload}) ${cell.system} ${latencyMs} ms fixed ${rate} req/s: p50 ${f.p50.toFixed(2)} ms, ` +
+            `p99 ${f.p99.toFixed(2)} ms, CPU ${Math.round(f.cpuUsPerRequest)} µs/req`,
+        );
+      }
+      cells.push(...group);
+    }
+  }
+
+  // CPU profiles of the gateway per workload (and of the sandbox during b) at 0 ms latency.
+  const profiles: BenchResults['profiles'] = [];
+  if (settings.profileSeconds > 0) {
+    await sandbox.request('setLatency', 0);
+    for (const workload of workloads()) {
+      const list = workload.requests(data).map((r) => httpRequestFor(workload, 'S2', r));
+      const withSandbox = workload.id === 'b';
+      await gateway.request('profileStart');
+      if (withSandbox) {
+        await sandbox.request('profileStart');
+      }
+      await closedLoop({
+        origin: gatewayReady.origin,
+        requests: list,
+        connections: settings.connections,
+        durationSec: settings.profileSeconds,
+      });
+      profiles.push({
+        title: `Gateway (S2), workload (${workload.id}), 0 ms, closed loop: top functions by self time`,
+        entries: await gateway.request<ProfileEntry[]>('profileStop', 12),
+      });
+      if (withSandbox) {
+        profiles.push({
+          title: `Sandbox (upstream) during (${workload.id}) S2, 0 ms: top functions by self time`,
+          entries: await sandbox.request<ProfileEntry[]>('profileStop', 8),
+        });
+      }
+    }
+  }
+
+  // (d) on a fresh gateway process, so its memory readings start from a clean heap.
+  await Promise.all([gateway.stop(), rest.stop()]);
+  let subscriptions: BenchResults['subscriptions'] = null;
+  if (!args['no-subscriptions']) {
+    log(
+      `  (d) subscribing (${data.rooms.length} rooms, ${PER_ROOM_PER_SECOND} messages/s per room)`,
+    );
+    await sandbox.request('setLatency', 0);
+    const fresh = new BenchProcess<ServerReady>('gateway (d)', 'gateway', env, {
+      quietStdout: true,
+    });
+    children.push(fresh);
+    if (canPin) {
+      pin(fresh.pid, 0);
+    }
+    try {
+      const ready = await withTimeout(fresh.ready, 60_000, 'gateway start');
+      subscriptions = await runSubscriptions({
+        gatewayUrl: `${ready.origin}/graphql`,
+        gateway: fresh,
+        sandbox,
+        data,
+        perRoomPerSecond: PER_ROOM_PER_SECOND,
+        trafficSeconds: settings.trafficSeconds,
+        log,
+      });
+      log(
+        `  (d) delivered ${subscriptions.delivered}/${subscriptions.expected}, p50 ${subscriptions.p50.toFixed(1)} ms, ` +
+          `p99 ${subscriptions.p99.toFixed(1)} ms, RSS +${subscriptions.rssPerThousandMB.toFixed(1)} MB per 1,000`,
+      );
+    } catch (error) {
+      log(`  (d) failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+
+  const results: BenchResults = {
+    mode: quick ? 'quick' : 'full',
+    machine,
+    sizes: data.sizes,
+    seedMs: data.seedMs,
+    settings: {
+      runs: settings.runs,
+      closedSeconds: settings.closedSeconds,
+      fixedSeconds: settings.fixedSeconds,
+      warmupSeconds: settings.warmupSeconds,
+      connections: settings.connections,
+      fixedRateShare: settings.fixedRateShare,
+      gatewayEnv: GATEWAY_ENV,
+    },
+    cells,
+    subscriptions,
+    profiles,
+    targets: [],
+    totalSeconds: 0,
+  };
+  results.targets = targetsOf(results);
+  machine.loadAverage.after = os.loadavg()[0] ?? Number.NaN;
+  results.totalSeconds = Math.round((performance.now() - started) / 1000);
+
+  await stopChildren();
+  mkdirSync(outDir, { recursive: true });
+  const markdown = renderMarkdown(results);
+  const written = await import('./report.js').then((r) =>
+    r.writeResults(outDir, results, markdown),
+  );
+  log('');
+  log(markdown.slice(markdown.indexOf('## Results')));
+  log(
+    `wrote ${relative(process.cwd(), written.md)} and ${relative(process.cwd(), written.json)} in ${results.totalSeconds} s`,
+  );
+}
+
+function systemsOf(workload: Workload): SystemId[] {
+  const systems: SystemId[] = [
+    ...(['S0', 'S1'] as const).filter((s) => workload.rest[s] !== undefined),
+    'S2',
+  ];
+  return systems.filter((s) => !onlySystems || onlySystems.includes(s));
+}
+
+function workloads(): Workload[] {
+  return WORKLOADS.filter((w) => !onlyWorkloads || onlyWorkloads.includes(w.id));
+}
+
+/** One request outside the load (checks): the answer's `data`, or an error. */
+async function send(origin: string, request: HttpRequest): Promise<unknown> {
+  const res = await fetch(`${origin}${request.path}`, {
+    method: 'POST',
+    headers: request.headers,
+    body: request.body,
+  });
+  const body = (await res.json()) as { data?: unknown; errors?: unknown };
+  if (!res.ok || body.errors) {
+    throw new Error(
+      `${request.path} answered ${res.status}: ${JSON.stringify(body).slice(0, 500)}`,
+    );
+  }
+  return body.data;
+}
+
+function roundRate(rate: number): number {
+  if (!Number.isFinite(rate) || rate < 10) {
+    return 5;
+  }
+  const magnitude = 10 ** (Math.floor(Math.log10(rate)) - 1);
+  return Math.floor(rate / magnitude) * magnitude;
+}
+
+function hasTaskset(): boolean {
+  try {
+    execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function commitOf(): string {
+  try {
+    const sha = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], {
+      encoding: 'utf8',
+    }).trim();
+    return dirty ? `${sha} (with uncommitted changes)` : sha;
+  } catch {
+    return 'unknown';
+  }
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms / 1000} s`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+main()
+  .then(() => process.exit(0))
+  .catch(async (error: unknown) => {
+    console.error('bench failed:', error instanceof Error ? (error.stack ?? error.message) : error);
+    await stopChildren();
+    process.exit(1);
+  });
