@@ -279,6 +279,39 @@ describe('circuit breaker', () => {
   });
 });
 
+describe('what the breaker counts', () => {
+  it('own timeouts count; calls cut by the operation deadline do not', async () => {
+    const slowUpstream = await startStack({
+      gateway: {
+        breakerFailures: 2,
+        upstreamTimeoutMs: 150,
+        operationTimeoutMs: 5_000,
+        upstreamRetries: 0,
+      },
+    });
+    slowUpstream.sandbox.fail('i', { hang: true });
+    for (let i = 0; i < 2; i++) {
+      expect(codeOf(await slowUpstream.gql(ME))).toBe('UPSTREAM_TIMEOUT');
+    }
+    expect(slowUpstream.gateway.client.breakerState).toBe('open');
+
+    const impatient = await startStack({
+      gateway: {
+        breakerFailures: 2,
+        upstreamTimeoutMs: 5_000,
+        operationTimeoutMs: 150,
+        upstreamRetries: 0,
+      },
+    });
+    impatient.sandbox.fail('i', { hang: true });
+    for (let i = 0; i < 3; i++) {
+      expect(codeOf(await impatient.gql(ME))).toBe('UPSTREAM_TIMEOUT');
+    }
+    expect(impatient.gateway.client.breakerState).toBe('closed');
+    await Promise.all([slowUpstream.close(), impatient.close()]);
+  });
+});
+
 describe('per-operation deadline', () => {
   let deadline: Stack;
   beforeAll(async () => {

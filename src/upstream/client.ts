@@ -165,7 +165,17 @@ export class MisskeyClient {
         this.#breaker?.record(null);
         return result as EndpointResult<E>;
       } catch (error) {
-        this.#breaker?.record(error);
+        // A call cut by the operation's deadline, or abandoned by the caller, is no verdict on
+        // the upstream's health.
+        const cutShort =
+          error instanceof CallerAbortedError ||
+          (error instanceof UpstreamTimeoutError &&
+            timeoutMs < (options.timeoutMs ?? this.#timeoutMs));
+        if (cutShort) {
+          this.#breaker?.release();
+        } else {
+          this.#breaker?.record(error);
+        }
         if (attempt >= retries || !isRetryable(error) || !this.#retry) {
           throw error;
         }

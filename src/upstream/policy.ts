@@ -175,6 +175,13 @@ export class CircuitBreaker {
     throw new CircuitOpenError(endpoint, Math.max(this.#cooldownLeft(), 0));
   }
 
+  /** Ends an admitted call that says nothing about the upstream (caller gone, own deadline). */
+  release(): void {
+    if (this.#state === 'half-open') {
+      this.#probing = false;
+    }
+  }
+
   /** Reports how an admitted call ended. */
   record(error: unknown | null): void {
     if (this.#state === 'half-open') {
