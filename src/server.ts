@@ -466,14 +466,10 @@ function parseFailure(error: unknown, code = 'GRAPHQL_PARSE_FAILED'): GraphQLErr
   if (!(error instanceof GraphQLError)) {
     return new GraphQLError('The document could not be checked.', { extensions: { code } });
   }
-  if (error.extensions.code !== undefined) {
-    return error;
-  }
-  return new GraphQLError(error.message, {
-    source: error.source,
-    positions: error.positions,
-    extensions: { ...error.extensions, code },
-  });
+  // In place, as Yoga codes HTTP parse errors: Yoga caches this very error object by document,
+  // and an HTTP request for the same document must get the code too.
+  (error.extensions as Record<string, unknown>).code ??= code;
+  return error;
 }
 
 function withoutHttp(error: GraphQLError): GraphQLFormattedError {
