@@ -195,6 +195,16 @@ describe('Prometheus /metrics', () => {
   });
 });
 
+describe('METRICS=false', () => {
+  it('serves no /metrics', async () => {
+    const stack = await startStack({ gateway: { metrics: false } });
+    expect((await fetch(`${stack.gateway.origin}/metrics`)).status).toBe(404);
+    expect((await stack.gql('{ me { id } }')).errors).toBeUndefined();
+    expect(stack.gateway.metrics).toBeNull();
+    await stack.close();
+  });
+});
+
 describe('gateway rate limit (off by default)', () => {
   it('per token: over the budget → 429, Retry-After, RATE_LIMITED, no upstream call', async () => {
     const stack = await startStack({
