@@ -2,6 +2,7 @@ import { createServer } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createGateway } from '../src/server.js';
 import type { UpstreamCallEvent } from '../src/upstream/client.js';
+import { backoffDelay } from '../src/upstream/policy.js';
 import { DEMO_TOKENS, type GraphQLResponse, type Stack, startStack } from './harness.js';
 
 /**
@@ -127,6 +128,19 @@ describe('faults on a read endpoint', () => {
     expect(stack.upstreamCalls.map((c) => c.attempt)).toEqual(
       Array.from({ length: (failure.times ?? 1) + 1 }, (_, i) => i),
     );
+  });
+});
+
+describe('retry backoff', () => {
+  it('full jitter: attempt n waits a random time up to base·2ⁿ, capped', () => {
+    const options = { retries: 5, baseDelayMs: 100, maxDelayMs: 1_000 };
+    expect([0, 1, 2, 3, 4].map((n) => backoffDelay(n, options, () => 1))).toEqual([
+      100, 200, 400, 800, 1_000,
+    ]);
+    expect(backoffDelay(3, options, () => 0)).toBe(0);
+    const spread = new Set(Array.from({ length: 50 }, () => backoffDelay(2, options)));
+    expect(spread.size).toBeGreaterThan(10);
+    expect(Math.max(...spread)).toBeLessThanOrEqual(400);
   });
 });
 
