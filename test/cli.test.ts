@@ -79,8 +79,7 @@ describe('npm run sandbox + MISSKEY_URL=… npm start', () => {
       MISSKEY_URL: `http://127.0.0.1:${sandboxPort}`,
       PORT: String(gatewayPort),
     });
-    await gateway.waitFor('serving');
-    expect(gateway.output()).toContain(`upstream: http://127.0.0.1:${sandboxPort}`);
+    await gateway.waitFor(`upstream: http://127.0.0.1:${sandboxPort}`);
 
     const res = await fetch(`http://127.0.0.1:${gatewayPort}/graphql`, {
       method: 'POST',
