@@ -1,7 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DEMO_TOKENS, type Stack, startStack } from './harness.js';
+import { type Recording, recordedDir as recorded, shapeProblems } from './support/recordings.js';
 
 /**
  * Hashtags end to end: `hashtags`, `hashtagSuggestions`, `hashtag`, `trendingHashtags` and
@@ -217,52 +218,6 @@ describe('sandbox statistics', () => {
 });
 
 // --- The sandbox against the recordings -------------------------------------------------------
-
-const recorded = resolve(import.meta.dirname, '../../shared/misskey/recorded');
-
-interface Recording {
-  endpoint: string;
-  method?: string;
-  as: string | null;
-  auth?: string;
-  request: Record<string, unknown>;
-  status: number;
-  response: unknown;
-}
-
-/** Key sets and JSON types (see test/announcements.test.ts); `null` against a value passes. */
-function shapeProblems(actual: unknown, expected: unknown, path = '$'): string[] {
-  const type = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v);
-  if (actual === null || expected === null) {
-    return [];
-  }
-  if (type(actual) !== type(expected)) {
-    return [`${path}: ${type(actual)} instead of ${type(expected)}`];
-  }
-  if (Array.isArray(actual) && Array.isArray(expected)) {
-    return expected.length === 0
-      ? []
-      : actual.flatMap((item, i) =>
-          shapeProblems(item, expected[Math.min(i, expected.length - 1)], `${path}[${i}]`),
-        );
-  }
-  if (type(actual) === 'object') {
-    const a = actual as Record<string, unknown>;
-    const e = expected as Record<string, unknown>;
-    return [
-      ...Object.keys(e)
-        .filter((k) => !(k in a))
-        .map((k) => `${path}.${k}: missing`),
-      ...Object.keys(a)
-        .filter((k) => !(k in e))
-        .map((k) => `${path}.${k}: unexpected`),
-      ...Object.keys(e)
-        .filter((k) => k in a)
-        .flatMap((k) => shapeProblems(a[k], e[k], `${path}.${k}`)),
-    ];
-  }
-  return [];
-}
 
 describe.skipIf(!existsSync(recorded))('contract: recorded hashtags', () => {
   let contract: Stack;
