@@ -4,6 +4,7 @@ import type { GraphQLArmorConfig } from '@escape.tech/graphql-armor-types';
 import { createComplexityRule, type FieldComplexityValue } from '@pothos/plugin-complexity';
 import {
   type ASTVisitor,
+  type DocumentNode,
   GraphQLError,
   type GraphQLField,
   type GraphQLOutputType,
@@ -226,44 +227,62 @@ export function operationLimitPlugins(
       }
     },
   };
+  // Only the cost rule depends on the variables, which is why Yoga's validation cache (keyed by
+  // document) is off: the other rules' result is cached here by document and rule set instead,
+  // and the cost rule alone runs for every operation.
+  const staticResults = new WeakMap<DocumentNode, Map<string, readonly GraphQLError[]>>();
   const cost: Plugin<Record<string, unknown>> = {
-    onValidate({ addValidationRule, context }) {
+    onValidate({ context, validateFn, setValidationFn }) {
       const params = (context as { params?: RequestParams }).params ?? {};
       const variables =
         typeof params.variables === 'object' && params.variables !== null
           ? (params.variables as Record<string, unknown>)
           : {};
-      addValidationRule(
-        guarded(
-          createComplexityRule({
-            context,
-            variableValues: variables,
-            operationName: typeof params.operationName === 'string' ? params.operationName : null,
-            validate: (result, reportError) => {
-              if (result.complexity > limits.maxCost) {
-                reportError(
-                  limitError(
-                    'cost',
-                    limits.maxCost,
-                    `The operation costs ${result.complexity}; the limit is ${limits.maxCost}. Ask for smaller pages (first/last) or fewer nested lists.`,
-                    result.complexity,
-                  ),
-                );
-              }
-              if (result.breadth > limits.maxFields) {
-                reportError(
-                  limitError(
-                    'fields',
-                    limits.maxFields,
-                    `The operation selects ${result.breadth} fields; the limit is ${limits.maxFields}.`,
-                    result.breadth,
-                  ),
-                );
-              }
-            },
-          }),
-        ),
+      const costRule = guarded(
+        createComplexityRule({
+          context,
+          variableValues: variables,
+          operationName: typeof params.operationName === 'string' ? params.operationName : null,
+          validate: (result, reportError) => {
+            if (result.complexity > limits.maxCost) {
+              reportError(
+                limitError(
+                  'cost',
+                  limits.maxCost,
+                  `The operation costs ${result.complexity}; the limit is ${limits.maxCost}. Ask for smaller pages (first/last) or fewer nested lists.`,
+                  result.complexity,
+                ),
+              );
+            }
+            if (result.breadth > limits.maxFields) {
+              reportError(
+                limitError(
+                  'fields',
+                  limits.maxFields,
+                  `The operation selects ${result.breadth} fields; the limit is ${limits.maxFields}.`,
+                  result.breadth,
+                ),
+              );
+            }
+          },
+        }),
       );
+      setValidationFn((schema, document, rules, ...rest) => {
+        const key = (rules as readonly ValidationRule[] | undefined)?.map((r) => r.name).join(',');
+        let byRules = staticResults.get(document);
+        if (!byRules) {
+          byRules = new Map();
+          staticResults.set(document, byRules);
+        }
+        const cached = byRules.get(key ?? '');
+        const result: readonly GraphQLError[] =
+          cached ?? validateFn(schema, document, rules, ...rest) ?? [];
+        if (!cached) {
+          byRules.set(key ?? '', result);
+        }
+        const costErrors = validateFn(schema, document, [costRule]) ?? [];
+        return costErrors.length > 0 ? [...result, ...costErrors] : result;
+      });
     },
   };
   return [
