@@ -3,6 +3,7 @@ import { createRedisCache } from '@envelop/response-cache-redis';
 import {
   type Cache,
   createInMemoryCache,
+  hashSHA256,
   useResponseCache,
 } from '@graphql-yoga/plugin-response-cache';
 import { printSchema } from 'graphql';
@@ -59,6 +60,19 @@ export function responseCache(
     // Every cached entry is anonymous, hence shared: there is no per-user session.
     session: () => null,
     enabled: (request) => isAnonymousHttp(request),
+    // The plugin builds a key for every operation, cached or not. An operation with a token is
+    // never looked up or stored, so it gets a unique key instead of a hash of its document.
+    buildResponseCacheKey: (params) =>
+      isAnonymousHttp(params.request)
+        ? hashSHA256(
+            [
+              params.documentString,
+              params.operationName ?? '',
+              stableJson(params.variableValues ?? {}),
+              params.sessionId ?? '',
+            ].join('|'),
+          )
+        : `private:${++privateOperations}`,
     cache: options.redis
       ? redisResponseCache(options.redis, options.namespace ?? '')
       : createInMemoryCache({ max: options.maxEntries ?? 1000 }),
@@ -68,6 +82,24 @@ export function responseCache(
     invalidateViaMutation: false,
     includeExtensionMetadata: false,
   }) as Plugin<Record<string, unknown> & Context>;
+}
+
+let privateOperations = 0;
+
+/** JSON with sorted object keys: equal variables give equal keys whatever their order. */
+function stableJson(value: unknown): string {
+  if (Array.isArray(value)) {
+    return `[${value.map(stableJson).join(',')}]`;
+  }
+  if (value !== null && typeof value === 'object') {
+    const record = value as Record<string, unknown>;
+    const entries = Object.keys(record)
+      .sort()
+      .filter((key) => record[key] !== undefined)
+      .map((key) => `${JSON.stringify(key)}:${stableJson(record[key])}`);
+    return `{${entries.join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
 }
 
 /** An HTTP request without any `Authorization` header (websocket operations have no `request`). */
