@@ -1,56 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
-import { resolve } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DEMO_TOKENS } from '../src/sandbox/seed.js';
+import { freePort, startProcess } from './support/process.js';
 
 /** The two programs a user runs: `npm run sandbox` and `npm start`, as real processes. */
-const root = resolve(import.meta.dirname, '..');
-const tsx = resolve(root, 'node_modules/.bin/tsx');
-const running: ChildProcess[] = [];
-
-afterEach(() => {
-  for (const child of running.splice(0)) {
-    child.kill('SIGKILL');
-  }
-});
-
-function start(script: string, args: string[], env: Record<string, string>) {
-  const child = spawn(tsx, [script, ...args], {
-    cwd: root,
-    env: { ...process.env, MISSKEY_URL: '', LOG_LEVEL: 'silent', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  running.push(child);
-  let output = '';
-  child.stdout?.on('data', (chunk) => {
-    output += String(chunk);
-  });
-  child.stderr?.on('data', (chunk) => {
-    output += String(chunk);
-  });
-  const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
-  const waitFor = async (text: string, ms = 15_000) => {
-    const deadline = Date.now() + ms;
-    while (!output.includes(text)) {
-      if (Date.now() > deadline || child.exitCode !== null) {
-        throw new Error(`did not print "${text}"; output:\n${output}`);
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
-  return { child, exited, waitFor, output: () => output };
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((done) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => done(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
+const start = (script: string, args: string[], env: Record<string, string>) =>
+  startProcess(script, args, { MISSKEY_URL: '', LOG_LEVEL: 'silent', ...env });
 
 describe('configuration errors stop the process at boot', () => {
   it.each([

@@ -1,17 +1,16 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { generate } from '@graphql-codegen/cli';
 import { parse, validate } from 'graphql';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import codegenConfig from '../examples/codegen.js';
 import { schema } from '../src/schema/index.js';
 import { DEMO_TOKENS, type Stack, startStack } from './harness.js';
+import { root, startProcess } from './support/process.js';
 
 /** The programs in examples/ run for real against the sandbox, so they never rot. */
-const root = resolve(import.meta.dirname, '..');
-const tsx = resolve(root, 'node_modules/.bin/tsx');
 const operationsDir = resolve(root, 'examples/operations');
 const generatedPath = 'examples/generated/graphql.ts';
 
@@ -20,41 +19,8 @@ beforeAll(async () => {
   stack = await startStack();
 });
 
-const running: ChildProcess[] = [];
-afterEach(() => {
-  for (const child of running.splice(0)) {
-    if (child.exitCode === null) {
-      child.kill('SIGKILL');
-    }
-  }
-});
-
-function run(script: string, args: string[], env: Record<string, string>) {
-  const child = spawn(tsx, [script, ...args], {
-    cwd: root,
-    env: { ...process.env, ...env },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  running.push(child);
-  let output = '';
-  child.stdout?.on('data', (chunk) => {
-    output += String(chunk);
-  });
-  child.stderr?.on('data', (chunk) => {
-    output += String(chunk);
-  });
-  const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
-  const waitFor = async (pattern: RegExp, ms = 15_000) => {
-    const deadline = Date.now() + ms;
-    while (!pattern.test(output)) {
-      if (Date.now() > deadline || child.exitCode !== null) {
-        throw new Error(`did not print ${pattern}; output:\n${output}`);
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
-  return { child, exited, waitFor, output: () => output };
-}
+const run = (script: string, args: string[], env: Record<string, string>) =>
+  startProcess(script, args, env, { stdin: true });
 
 describe('examples/operations and the generated types', () => {
   it('every operation validates against the gateway schema', () => {

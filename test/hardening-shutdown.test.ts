@@ -1,12 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { get } from 'node:http';
-import { createServer } from 'node:net';
-import { resolve } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_TOKENS } from '../src/sandbox/seed.js';
 import { type Sandbox, startSandbox } from '../src/sandbox/server.js';
 import { WsClient } from './hardening-helpers.js';
 import { startStack } from './harness.js';
+import { freePort, startProcess } from './support/process.js';
 
 /**
  * SIGTERM under load, on a real `npm start` process in front of a slow sandbox: /ready turns 503,
@@ -14,9 +12,6 @@ import { startStack } from './harness.js';
  * its bound, and its logs hold no token.
  */
 
-const root = resolve(import.meta.dirname, '..');
-const tsx = resolve(root, 'node_modules/.bin/tsx');
-const running: ChildProcess[] = [];
 let sandbox: Sandbox;
 
 beforeAll(async () => {
@@ -25,22 +20,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await sandbox.close();
 });
-afterEach(() => {
-  for (const child of running.splice(0)) {
-    child.kill('SIGKILL');
-  }
-});
-
-async function freePort(): Promise<number> {
-  return new Promise((done) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => done(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
-
 describe('graceful shutdown', () => {
   // A real process under the whole suite's load: give it room to start.
   it('SIGTERM during load: no in-flight request fails, websockets get 1001, exit 0 in bound', {
@@ -48,34 +27,15 @@ describe('graceful shutdown', () => {
   }, async () => {
     const port = await freePort();
     const origin = `http://127.0.0.1:${port}`;
-    const child = spawn(tsx, ['src/main.ts'], {
-      cwd: root,
-      env: {
-        ...process.env,
-        MISSKEY_URL: sandbox.origin,
-        PORT: String(port),
-        LOG_LEVEL: 'info',
-        SHUTDOWN_DELAY_MS: '300',
-        SHUTDOWN_TIMEOUT_MS: '5000',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const gateway = startProcess('src/main.ts', [], {
+      MISSKEY_URL: sandbox.origin,
+      PORT: String(port),
+      LOG_LEVEL: 'info',
+      SHUTDOWN_DELAY_MS: '300',
+      SHUTDOWN_TIMEOUT_MS: '5000',
     });
-    running.push(child);
-    let output = '';
-    child.stdout?.on('data', (chunk) => {
-      output += String(chunk);
-    });
-    child.stderr?.on('data', (chunk) => {
-      output += String(chunk);
-    });
-    const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
-    const deadline = Date.now() + 40_000;
-    while (!output.includes('serving')) {
-      if (Date.now() > deadline || child.exitCode !== null) {
-        throw new Error(`the gateway did not start:\n${output}`);
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const { child, exited } = gateway;
+    await gateway.waitFor('serving', 40_000);
 
     // A live subscription on a websocket.
     const ws = new WsClient(`${origin}/graphql`);
@@ -98,7 +58,7 @@ describe('graceful shutdown', () => {
         });
         return { user, status: res.status, body: (await res.json()) as Record<string, unknown> };
       } catch (error) {
-        return { user, status: 0, body: { error: String(error), output } };
+        return { user, status: 0, body: { error: String(error), output: gateway.output() } };
       }
     });
     while (sandbox.callCount('i') < 10) {
@@ -134,9 +94,10 @@ describe('graceful shutdown', () => {
 
     // The logs: JSON lines (after the startup banner), the shutdown logged, no token anywhere.
     for (const token of Object.values(DEMO_TOKENS)) {
-      expect(output).not.toContain(token);
+      expect(gateway.output()).not.toContain(token);
     }
-    const json = output
+    const json = gateway
+      .output()
       .split('\n')
       .filter((line) => line.startsWith('{'))
       .map((line) => JSON.parse(line) as { msg: string });
