@@ -33,6 +33,8 @@ export interface RunRecord<L extends LoadResult = LoadResult> {
   systemCpuPercent: number;
   /** CPU use of the core the sandbox and the load generator share (sandbox + runner). */
   upstreamCorePercent: number;
+  /** Busy share of each CPU of the machine in the window, whoever used it (null: unknown). */
+  machineBusyPercent: number[] | null;
   system: WindowStats;
   upstream: WindowStats;
 }
@@ -64,6 +66,9 @@ export interface Summary {
   eldP99Ms: number;
   /** The sandbox's event-loop delay p99 (its pauses delay every system alike). */
   upstreamEldP99Ms: number;
+  /** Busy share of CPU 0 and CPU 1, everything on the machine included. */
+  cpu0BusyPercent: number;
+  cpu1BusyPercent: number;
 }
 
 export interface Target {
@@ -125,6 +130,8 @@ export function summarize(runs: readonly RunRecord[]): Summary {
     eldP50Ms: m((r) => r.system.eldP50Ms),
     eldP99Ms: m((r) => r.system.eldP99Ms),
     upstreamEldP99Ms: m((r) => r.upstream.eldP99Ms),
+    cpu0BusyPercent: m((r) => r.machineBusyPercent?.[0] ?? null),
+    cpu1BusyPercent: m((r) => r.machineBusyPercent?.[1] ?? null),
   };
 }
 
@@ -178,7 +185,7 @@ export function resultsTable(cells: readonly Cell[]): string {
       num(c.peakUpstreamSockets),
       num(c.cpuUsPerRequest),
       num(c.upstreamCpuUsPerRequest),
-      `${num(c.systemCpuPercent)}% / ${num(c.upstreamCorePercent)}%`,
+      `${num(c.cpu0BusyPercent)}% (${num(c.systemCpuPercent)}%) / ${num(c.cpu1BusyPercent)}% (${num(c.upstreamCorePercent)}%)`,
       `${ms(c.eldP50Ms)} / ${ms(c.eldP99Ms)}`,
       num(c.failed + (f?.failed ?? 0)),
     ];
@@ -198,7 +205,7 @@ export function resultsTable(cells: readonly Cell[]): string {
       'peak upstream sockets',
       'CPU µs/req',
       'upstream CPU µs/req',
-      'CPU system / upstream core',
+      'CPU 0 busy (system) / CPU 1 busy (sandbox + load)',
       'event-loop delay p50 / p99 ms',
       'failed',
     ],
@@ -238,8 +245,8 @@ export function subscriptionsTable(result: SubscriptionResult): string {
         `${num(result.rssBeforeMB, 1)} / ${num(result.rssWarmMB, 1)} / ${num(result.rssSubscribedMB, 1)} / ${num(result.rssAfterTrafficMB, 1)}`,
       ],
       [
-        'RSS growth per 1,000 subscriptions MB (between the last two readings)',
-        num(result.rssPerThousandMB, 1),
+        'RSS growth per 1,000 subscriptions MB (between the last two readings; of it JS heap)',
+        `${num(result.rssPerThousandMB, 1)} (${num(result.heapPerThousandMB, 1)})`,
       ],
       [
         'upstream streaming sockets / distinct tokens',
@@ -251,6 +258,16 @@ export function subscriptionsTable(result: SubscriptionResult): string {
       ['gateway CPU use during traffic', `${num(result.gatewayCpuPercent)}%`],
       ['gateway event-loop delay p50 / p99 ms', `${ms(result.eldP50Ms)} / ${ms(result.eldP99Ms)}`],
     ],
+  );
+}
+
+export function heapGrowthTable(result: SubscriptionResult): string {
+  if (result.heapGrowth.length === 0) {
+    return '';
+  }
+  return table(
+    ['kind of heap object', 'objects per 1,000 subscriptions', 'KB per 1,000 subscriptions'],
+    result.heapGrowth.map((g) => [`\`${g.kind}\``, num(g.countPerThousand), num(g.kbPerThousand)]),
   );
 }
 

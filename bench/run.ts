@@ -4,6 +4,7 @@ import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual, parseArgs } from 'node:util';
+import { busyPercent, cpuTimes } from './cpu.js';
 import { BenchProcess, pin } from './ipc.js';
 import {
   closedLoop,
@@ -61,7 +62,7 @@ const settings = quick
       closedSeconds: 3,
       fixedSeconds: 3,
       warmupSeconds: 1,
-      connections: 32,
+      connections: 16,
       fixedRateShare: 0.5,
       latencies: [0, 5],
       trafficSeconds: 10,
@@ -207,10 +208,12 @@ async function main(): Promise<void> {
       target.request('mark'),
     ]);
     const cpu = process.cpuUsage();
+    const machineBefore = cpuTimes();
     const t0 = performance.now();
     const load = await run();
     const wallMs = performance.now() - t0;
     const runner = process.cpuUsage(cpu);
+    const machineBusy = busyPercent(machineBefore, cpuTimes());
     const [system, upstreamStats, calls] = await Promise.all([
       target.request<WindowStats>('stats'),
       sandbox.request<WindowStats>('stats'),
@@ -224,6 +227,7 @@ async function main(): Promise<void> {
       upstreamCpuUsPerRequest: upstreamStats.cpuUs / ok,
       systemCpuPercent: system.cpuUs / 10 / system.wallMs,
       upstreamCorePercent: (upstreamStats.cpuUs + runner.user + runner.system) / 10 / wallMs,
+      machineBusyPercent: machineBusy,
       system,
       upstream: upstreamStats,
     };
@@ -362,6 +366,7 @@ async function main(): Promise<void> {
         data,
         perRoomPerSecond: PER_ROOM_PER_SECOND,
         trafficSeconds: settings.trafficSeconds,
+        heapSummary: !quick,
         log,
       });
       log(

@@ -2,7 +2,7 @@ import { type Client, createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import type { BenchProcess } from './ipc.js';
 import { percentile } from './load.js';
-import type { WindowStats } from './procs/stats.js';
+import type { HeapSummary, WindowStats } from './procs/stats.js';
 import { STAMP_PREFIX, type TrafficRequest } from './protocol.js';
 import type { BenchData, SeededUser } from './seed.js';
 
@@ -27,6 +27,10 @@ export interface SubscriptionResult {
   rssSubscribedMB: number;
   rssAfterTrafficMB: number;
   rssPerThousandMB: number;
+  /** The JS heap's share of that growth (the rest is native: sockets, buffers, code). */
+  heapPerThousandMB: number;
+  /** The kinds of heap objects that grew most, per 1,000 subscriptions (from heap snapshots). */
+  heapGrowth: { kind: string; countPerThousand: number; kbPerThousand: number }[];
   upstreamSockets: number;
   upstreamChannels: number;
   upstreamRestCalls: number;
@@ -43,6 +47,11 @@ export const ROOM_EVENTS = /* GraphQL */ `subscription RoomEvents($roomId: ID!) 
     ... on ChatMessageCreatedEvent { message { id text createdAt fromUser { id username name } } }
   }
 }`;
+
+interface Memory {
+  rssBytes: number;
+  heapUsedBytes: number;
+}
 
 interface CreatedEvent {
   chatEvents?: { __typename: string; message?: { text: string | null } };
@@ -61,6 +70,8 @@ export async function runSubscriptions(options: {
   data: BenchData;
   perRoomPerSecond: number;
   trafficSeconds: number;
+  /** Compare heap snapshots (by kind of object) before and after the bulk of the subscriptions. */
+  heapSummary?: boolean;
   /** At most this many sockets connect at once while subscribing. */
   connectConcurrency?: number;
   log: (line: string) => void;
@@ -164,16 +175,20 @@ export async function runSubscriptions(options: {
   const warm = entries.slice(0, Math.max(1, Math.floor(entries.length / 10)));
   const rest = entries.slice(warm.length);
   const count = (list: typeof entries) => list.reduce((sum, e) => sum + e.rooms.length, 0);
-  const rssBefore = await gateway.request<number>('gc');
+  const rssBefore = await gateway.request<Memory>('gc');
   const subscribeStarted = performance.now();
   await subscribe(warm);
   await upstreamChannels(count(warm));
-  const rssWarm = await gateway.request<number>('gc');
+  const rssWarm = await gateway.request<Memory>('gc');
+  const heapWarm = options.heapSummary
+    ? await gateway.request<HeapSummary>('heapSummary', 400)
+    : null;
   await subscribe(rest);
   const streaming = await upstreamChannels(subscriptions);
   const subscribeSeconds = (performance.now() - subscribeStarted) / 1000;
   const calls = await sandbox.request<{ total: number }>('calls');
-  const rssSubscribed = await gateway.request<number>('gc');
+  const rssSubscribed = await gateway.request<Memory>('gc');
+  const heapSubscribed = heapWarm ? await gateway.request<HeapSummary>('heapSummary', 400) : null;
   options.log(
     `  (d) ${subscriptions} subscriptions on ${clients.length} sockets in ${subscribeSeconds.toFixed(1)} s; ` +
       `upstream ${streaming.sockets} sockets, ${streaming.channels} channels`,
@@ -204,7 +219,7 @@ export async function runSubscriptions(options: {
   }
   const stats = await gateway.request<WindowStats>('stats');
   measuring = false;
-  const rssAfterTraffic = await gateway.request<number>('gc');
+  const rssAfterTraffic = await gateway.request<Memory>('gc');
 
   for (const dispose of disposers) {
     dispose();
@@ -213,6 +228,8 @@ export async function runSubscriptions(options: {
 
   latencies.sort((a, b) => a - b);
   const mb = (bytes: number) => bytes / 1024 / 1024;
+  const perThousand = (bytes: number) =>
+    rest.length > 0 ? (mb(bytes) / count(rest)) * 1000 : Number.NaN;
   return {
     subscriptions,
     sockets: clients.length,
@@ -227,12 +244,24 @@ export async function runSubscriptions(options: {
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
     max: latencies.at(-1) ?? Number.NaN,
-    rssBeforeMB: mb(rssBefore),
-    rssSubscribedMB: mb(rssSubscribed),
-    rssAfterTrafficMB: mb(rssAfterTraffic),
-    rssWarmMB: mb(rssWarm),
-    rssPerThousandMB:
-      rest.length > 0 ? (mb(rssSubscribed - rssWarm) / count(rest)) * 1000 : Number.NaN,
+    rssBeforeMB: mb(rssBefore.rssBytes),
+    rssSubscribedMB: mb(rssSubscribed.rssBytes),
+    rssAfterTrafficMB: mb(rssAfterTraffic.rssBytes),
+    rssWarmMB: mb(rssWarm.rssBytes),
+    rssPerThousandMB: perThousand(rssSubscribed.rssBytes - rssWarm.rssBytes),
+    heapPerThousandMB: perThousand(rssSubscribed.heapUsedBytes - rssWarm.heapUsedBytes),
+    heapGrowth:
+      heapWarm && heapSubscribed
+        ? Object.entries(heapSubscribed)
+            .map(([kind, after]) => ({
+              kind,
+              countPerThousand: ((after.count - (heapWarm[kind]?.count ?? 0)) / count(rest)) * 1000,
+              kbPerThousand:
+                ((after.bytes - (heapWarm[kind]?.bytes ?? 0)) / 1024 / count(rest)) * 1000,
+            }))
+            .sort((a, b) => b.kbPerThousand - a.kbPerThousand)
+            .slice(0, 12)
+        : [],
     upstreamSockets: streaming.sockets,
     upstreamChannels: streaming.channels,
     upstreamRestCalls: calls.total,

@@ -1,5 +1,6 @@
 import { Session } from 'node:inspector/promises';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { getHeapSnapshot } from 'node:v8';
 import type { Handlers } from '../ipc.js';
 
 /** What a process reports about one measurement window (`mark` … `stats`). */
@@ -72,8 +73,10 @@ export function statsHandlers(sockets?: () => number): Handlers {
       const collect = (globalThis as { gc?: () => void }).gc;
       collect?.();
       collect?.();
-      return process.memoryUsage().rss;
+      const memory = process.memoryUsage();
+      return { rssBytes: memory.rss, heapUsedBytes: memory.heapUsed };
     },
+    heapSummary: (top: number) => heapSummary(top),
     profileStart: async () => {
       session = new Session();
       session.connect();
@@ -92,6 +95,41 @@ export function statsHandlers(sockets?: () => number): Handlers {
       return topFunctions(profile, top);
     },
   };
+}
+
+/** Live JS heap by kind of object: count and self size, the `top` largest kinds. */
+export type HeapSummary = Record<string, { count: number; bytes: number }>;
+
+interface HeapSnapshot {
+  snapshot: { meta: { node_fields: string[]; node_types: [string[], ...unknown[]] } };
+  nodes: number[];
+  strings: string[];
+}
+
+async function heapSummary(top: number): Promise<HeapSummary> {
+  (globalThis as { gc?: () => void }).gc?.();
+  const chunks: string[] = [];
+  for await (const chunk of getHeapSnapshot()) {
+    chunks.push(String(chunk));
+  }
+  const snapshot = JSON.parse(chunks.join('')) as HeapSnapshot;
+  const fields = snapshot.snapshot.meta.node_fields;
+  const types = snapshot.snapshot.meta.node_types[0];
+  const width = fields.length;
+  const typeAt = fields.indexOf('type');
+  const nameAt = fields.indexOf('name');
+  const sizeAt = fields.indexOf('self_size');
+  const kinds = new Map<string, { count: number; bytes: number }>();
+  for (let i = 0; i < snapshot.nodes.length; i += width) {
+    const type = types[snapshot.nodes[i + typeAt] ?? 0] ?? '?';
+    const name =
+      type === 'object' ? (snapshot.strings[snapshot.nodes[i + nameAt] ?? 0] ?? '?') : `(${type})`;
+    const kind = kinds.get(name) ?? { count: 0, bytes: 0 };
+    kind.count++;
+    kind.bytes += snapshot.nodes[i + sizeAt] ?? 0;
+    kinds.set(name, kind);
+  }
+  return Object.fromEntries([...kinds].sort((a, b) => b[1].bytes - a[1].bytes).slice(0, top));
 }
 
 interface ProfileNode {
