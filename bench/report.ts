@@ -245,6 +245,10 @@ export function subscriptionsTable(result: SubscriptionResult): string {
         `${num(result.rssBeforeMB, 1)} / ${num(result.rssWarmMB, 1)} / ${num(result.rssSubscribedMB, 1)} / ${num(result.rssAfterTrafficMB, 1)}`,
       ],
       [
+        'gateway JS heap used MB at the same readings',
+        result.heapMB.map((v) => num(v, 1)).join(' / '),
+      ],
+      [
         'RSS growth per 1,000 subscriptions MB (between the last two readings; of it JS heap)',
         `${num(result.rssPerThousandMB, 1)} (${num(result.heapPerThousandMB, 1)})`,
       ],
@@ -257,6 +261,11 @@ export function subscriptionsTable(result: SubscriptionResult): string {
       ['gateway CPU µs per delivered event', num(result.cpuUsPerEvent, 1)],
       ['gateway CPU use during traffic', `${num(result.gatewayCpuPercent)}%`],
       ['gateway event-loop delay p50 / p99 ms', `${ms(result.eldP50Ms)} / ${ms(result.eldP99Ms)}`],
+      [
+        'event-loop delay p99 ms: sandbox / subscribers (load generator)',
+        `${ms(result.sandboxEldP99Ms)} / ${ms(result.clientEldP99Ms)}`,
+      ],
+      ['sandbox CPU use during traffic', `${num(result.sandboxCpuPercent)}%`],
     ],
   );
 }

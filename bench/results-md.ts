@@ -194,8 +194,8 @@ writes to a temporary directory.
   workload, the same for every system, ${settings.runs} runs of ${settings.fixedSeconds} s. (autocannon's own rate mode sends each connection's quota at the start of every second and
   corrects latencies with a 1 ms interval, so it is not used for this.)
 - **Medians:** every number is the median of its ${settings.runs} runs (each metric on its own).
-- **Measured inside the processes:** CPU time (\`process.cpuUsage\`) per answered request; event-loop delay (\`monitorEventLoopDelay\`, 10 ms resolution);
-  upstream sockets sampled every 2 ms from the system's own pool; upstream calls from the sandbox's call counter.
+- **Measured inside the processes:** CPU time (\`process.cpuUsage\`) per answered request; event-loop delay (\`monitorEventLoopDelay\` sampling every 10 ms, the interval subtracted);
+  upstream sockets sampled every 10 ms from the system's own pool; upstream calls from the sandbox's call counter.
 
 Workloads:
 

@@ -47,8 +47,8 @@ const outDir = args.out ?? (quick ? join(os.tmpdir(), 'misskey-graphql-bench-qui
 const settings = quick
   ? {
       runs: 1,
-      closedSeconds: 1,
-      fixedSeconds: 1,
+      closedSeconds: 0.5,
+      fixedSeconds: 0.5,
       warmupSeconds: 0,
       connections: 8,
       fixedRateShare: 0.5,
@@ -62,7 +62,7 @@ const settings = quick
       closedSeconds: 3,
       fixedSeconds: 3,
       warmupSeconds: 1,
-      connections: 16,
+      connections: 32,
       fixedRateShare: 0.5,
       latencies: [0, 5],
       trafficSeconds: 10,
@@ -366,13 +366,36 @@ async function main(): Promise<void> {
         data,
         perRoomPerSecond: PER_ROOM_PER_SECOND,
         trafficSeconds: settings.trafficSeconds,
-        heapSummary: !quick,
         log,
       });
       log(
         `  (d) delivered ${subscriptions.delivered}/${subscriptions.expected}, p50 ${subscriptions.p50.toFixed(1)} ms, ` +
-          `p99 ${subscriptions.p99.toFixed(1)} ms, RSS +${subscriptions.rssPerThousandMB.toFixed(1)} MB per 1,000`,
+          `p99 ${subscriptions.p99.toFixed(1)} ms, RSS ${subscriptions.rssPerThousandMB.toFixed(1)} MB per 1,000 more`,
       );
+      if (!quick) {
+        // What the JS heap grew by, from heap snapshots on another fresh gateway.
+        await fresh.stop();
+        const heapGateway = new BenchProcess<ServerReady>('gateway (d heap)', 'gateway', env, {
+          quietStdout: true,
+        });
+        children.push(heapGateway);
+        if (canPin) {
+          pin(heapGateway.pid, 0);
+        }
+        const heapReady = await withTimeout(heapGateway.ready, 60_000, 'gateway start');
+        const heap = await runSubscriptions({
+          gatewayUrl: `${heapReady.origin}/graphql`,
+          gateway: heapGateway,
+          sandbox,
+          data,
+          perRoomPerSecond: PER_ROOM_PER_SECOND,
+          trafficSeconds: 0,
+          heapSummary: true,
+          log,
+        });
+        subscriptions.heapGrowth = heap.heapGrowth;
+        await heapGateway.stop();
+      }
     } catch (error) {
       log(`  (d) failed: ${error instanceof Error ? error.message : String(error)}`);
     }

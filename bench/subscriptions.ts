@@ -1,8 +1,14 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { type Client, createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import type { BenchProcess } from './ipc.js';
 import { percentile } from './load.js';
-import type { HeapSummary, WindowStats } from './procs/stats.js';
+import {
+  ELD_RESOLUTION_MS,
+  type HeapSummary,
+  loopDelayMs,
+  type WindowStats,
+} from './procs/stats.js';
 import { STAMP_PREFIX, type TrafficRequest } from './protocol.js';
 import type { BenchData, SeededUser } from './seed.js';
 
@@ -26,6 +32,8 @@ export interface SubscriptionResult {
   rssWarmMB: number;
   rssSubscribedMB: number;
   rssAfterTrafficMB: number;
+  /** JS heap used at the same four readings (after garbage collection). */
+  heapMB: number[];
   rssPerThousandMB: number;
   /** The JS heap's share of that growth (the rest is native: sockets, buffers, code). */
   heapPerThousandMB: number;
@@ -39,6 +47,11 @@ export interface SubscriptionResult {
   gatewayCpuPercent: number;
   eldP50Ms: number;
   eldP99Ms: number;
+  /** The sandbox (which posts and fans out the messages) during the traffic. */
+  sandboxCpuPercent: number;
+  sandboxEldP99Ms: number;
+  /** The load generator's event loop, where the subscribers receive the events. */
+  clientEldP99Ms: number;
 }
 
 export const ROOM_EVENTS = /* GraphQL */ `subscription RoomEvents($roomId: ID!) {
@@ -70,7 +83,11 @@ export async function runSubscriptions(options: {
   data: BenchData;
   perRoomPerSecond: number;
   trafficSeconds: number;
-  /** Compare heap snapshots (by kind of object) before and after the bulk of the subscriptions. */
+  /**
+   * Instead of measuring memory and delivery: compare heap snapshots (by kind of object) taken
+   * after the first tenth and after all subscriptions, then stop (snapshots inflate the RSS, so
+   * this runs on a gateway of its own).
+   */
   heapSummary?: boolean;
   /** At most this many sockets connect at once while subscribing. */
   connectConcurrency?: number;
@@ -189,6 +206,7 @@ export async function runSubscriptions(options: {
   const calls = await sandbox.request<{ total: number }>('calls');
   const rssSubscribed = await gateway.request<Memory>('gc');
   const heapSubscribed = heapWarm ? await gateway.request<HeapSummary>('heapSummary', 400) : null;
+  const skipTraffic = options.heapSummary === true;
   options.log(
     `  (d) ${subscriptions} subscriptions on ${clients.length} sockets in ${subscribeSeconds.toFixed(1)} s; ` +
       `upstream ${streaming.sockets} sockets, ${streaming.channels} channels`,
@@ -196,11 +214,13 @@ export async function runSubscriptions(options: {
 
   // Traffic.
   measuring = true;
-  await gateway.request('mark');
+  await Promise.all([gateway.request('mark'), sandbox.request('mark')]);
+  const runnerDelay = monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS });
+  runnerDelay.enable();
   const request: TrafficRequest = {
     rooms: data.rooms.map((room) => ({ id: room.id, tokens: room.members.map((m) => m.token) })),
     perRoomPerSecond: options.perRoomPerSecond,
-    durationMs: options.trafficSeconds * 1000,
+    durationMs: skipTraffic ? 0 : options.trafficSeconds * 1000,
   };
   const traffic = await sandbox.request<{
     sent: number;
@@ -218,6 +238,8 @@ export async function runSubscriptions(options: {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   const stats = await gateway.request<WindowStats>('stats');
+  const upstreamStats = await sandbox.request<WindowStats>('stats');
+  runnerDelay.disable();
   measuring = false;
   const rssAfterTraffic = await gateway.request<Memory>('gc');
 
@@ -247,6 +269,7 @@ export async function runSubscriptions(options: {
     rssBeforeMB: mb(rssBefore.rssBytes),
     rssSubscribedMB: mb(rssSubscribed.rssBytes),
     rssAfterTrafficMB: mb(rssAfterTraffic.rssBytes),
+    heapMB: [rssBefore, rssWarm, rssSubscribed, rssAfterTraffic].map((m) => mb(m.heapUsedBytes)),
     rssWarmMB: mb(rssWarm.rssBytes),
     rssPerThousandMB: perThousand(rssSubscribed.rssBytes - rssWarm.rssBytes),
     heapPerThousandMB: perThousand(rssSubscribed.heapUsedBytes - rssWarm.heapUsedBytes),
@@ -270,5 +293,8 @@ export async function runSubscriptions(options: {
     gatewayCpuPercent: (stats.cpuUs / 1000 / stats.wallMs) * 100,
     eldP50Ms: stats.eldP50Ms,
     eldP99Ms: stats.eldP99Ms,
+    sandboxCpuPercent: (upstreamStats.cpuUs / 1000 / upstreamStats.wallMs) * 100,
+    sandboxEldP99Ms: upstreamStats.eldP99Ms,
+    clientEldP99Ms: loopDelayMs(runnerDelay.percentile(99)),
   };
 }

@@ -14,7 +14,7 @@ export interface WindowStats {
   eldMaxMs: number;
   rssBytes: number;
   heapUsedBytes: number;
-  /** Highest number of upstream sockets sampled (every 2 ms) in the window, when known. */
+  /** Highest number of upstream sockets sampled (every 10 ms) in the window, when known. */
   peakSockets: number | null;
 }
 
@@ -24,6 +24,14 @@ export interface ProfileEntry {
   selfPercent: number;
 }
 
+/** Sampling interval of the event-loop delay histogram. */
+export const ELD_RESOLUTION_MS = 10;
+
+/** A value of `monitorEventLoopDelay` (ns, the sampling interval included) as the delay in ms. */
+export function loopDelayMs(valueNs: number): number {
+  return Math.max(0, valueNs / 1e6 - ELD_RESOLUTION_MS);
+}
+
 /**
  * The measurement commands every benchmark process answers: `mark` opens a window, `stats`
  * reads it, `gc` collects garbage (the process runs with --expose-gc), `profileStart` /
@@ -31,7 +39,7 @@ export interface ProfileEntry {
  * `sockets` reads the process's open upstream sockets.
  */
 export function statsHandlers(sockets?: () => number): Handlers {
-  const eld = monitorEventLoopDelay({ resolution: 10 });
+  const eld = monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS });
   eld.enable();
   let cpu = process.cpuUsage();
   let wall = performance.now();
@@ -49,7 +57,7 @@ export function statsHandlers(sockets?: () => number): Handlers {
         clearInterval(sampler);
         sampler = setInterval(() => {
           peak = Math.max(peak, sockets());
-        }, 2);
+        }, 10);
         sampler.unref();
       }
       return null;
@@ -61,9 +69,9 @@ export function statsHandlers(sockets?: () => number): Handlers {
       return {
         cpuUs: used.user + used.system,
         wallMs: performance.now() - wall,
-        eldP50Ms: eld.percentile(50) / 1e6,
-        eldP99Ms: eld.percentile(99) / 1e6,
-        eldMaxMs: eld.max / 1e6,
+        eldP50Ms: loopDelayMs(eld.percentile(50)),
+        eldP99Ms: loopDelayMs(eld.percentile(99)),
+        eldMaxMs: loopDelayMs(eld.max),
         rssBytes: memory.rss,
         heapUsedBytes: memory.heapUsed,
         peakSockets: sockets ? Math.max(peak, sockets()) : null,
