@@ -32,6 +32,8 @@ const { values: args } = parseArgs({
     quick: { type: 'boolean', default: false },
     out: { type: 'string' },
     'no-subscriptions': { type: 'boolean', default: false },
+    /** Only write RESULTS.md again from results.json (after editing FINDINGS.md). */
+    render: { type: 'boolean', default: false },
     /** Narrow a run down while investigating (the committed results use none of these). */
     workloads: { type: 'string' },
     systems: { type: 'string' },
@@ -366,8 +368,15 @@ async function main(): Promise<void> {
         data,
         perRoomPerSecond: PER_ROOM_PER_SECOND,
         trafficSeconds: settings.trafficSeconds,
+        profileSeconds: settings.profileSeconds,
         log,
       });
+      if (subscriptions.profile.length > 0) {
+        profiles.push({
+          title: `Gateway (S2) during (d): ${PER_ROOM_PER_SECOND} messages/s in each of ${data.rooms.length} rooms, ${subscriptions.subscriptions} subscriptions: top functions by self time`,
+          entries: subscriptions.profile,
+        });
+      }
       log(
         `  (d) delivered ${subscriptions.delivered}/${subscriptions.expected}, p50 ${subscriptions.p50.toFixed(1)} ms, ` +
           `p99 ${subscriptions.p99.toFixed(1)} ms, RSS ${subscriptions.rssPerThousandMB.toFixed(1)} MB per 1,000 more`,
@@ -507,7 +516,15 @@ async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Pr
   }
 }
 
-main()
+async function renderOnly(): Promise<void> {
+  const { readFile } = await import('node:fs/promises');
+  const results = JSON.parse(await readFile(join(outDir, 'results.json'), 'utf8')) as BenchResults;
+  const { writeResults } = await import('./report.js');
+  const written = await writeResults(outDir, results, renderMarkdown(results));
+  log(`wrote ${relative(process.cwd(), written.md)} from ${relative(process.cwd(), written.json)}`);
+}
+
+(args.render ? renderOnly() : main())
   .then(() => process.exit(0))
   .catch(async (error: unknown) => {
     console.error('bench failed:', error instanceof Error ? (error.stack ?? error.message) : error);

@@ -7,6 +7,7 @@ import {
   ELD_RESOLUTION_MS,
   type HeapSummary,
   loopDelayMs,
+  type ProfileEntry,
   type WindowStats,
 } from './procs/stats.js';
 import { STAMP_PREFIX, type TrafficRequest } from './protocol.js';
@@ -39,6 +40,8 @@ export interface SubscriptionResult {
   heapPerThousandMB: number;
   /** The kinds of heap objects that grew most, per 1,000 subscriptions (from heap snapshots). */
   heapGrowth: { kind: string; countPerThousand: number; kbPerThousand: number }[];
+  /** Top functions of the gateway by self time during a further stretch of the traffic. */
+  profile: ProfileEntry[];
   upstreamSockets: number;
   upstreamChannels: number;
   upstreamRestCalls: number;
@@ -89,6 +92,8 @@ export async function runSubscriptions(options: {
    * this runs on a gateway of its own).
    */
   heapSummary?: boolean;
+  /** Profile the gateway over this many more seconds of traffic (0: none). */
+  profileSeconds?: number;
   /** At most this many sockets connect at once while subscribing. */
   connectConcurrency?: number;
   log: (line: string) => void;
@@ -243,6 +248,14 @@ export async function runSubscriptions(options: {
   measuring = false;
   const rssAfterTraffic = await gateway.request<Memory>('gc');
 
+  // A CPU profile of the gateway over a further stretch of the same traffic (not measured).
+  let profile: ProfileEntry[] = [];
+  if (options.profileSeconds && options.profileSeconds > 0 && !skipTraffic) {
+    await gateway.request('profileStart');
+    await sandbox.request('traffic', { ...request, durationMs: options.profileSeconds * 1000 });
+    profile = await gateway.request<ProfileEntry[]>('profileStop', 12);
+  }
+
   for (const dispose of disposers) {
     dispose();
   }
@@ -273,6 +286,7 @@ export async function runSubscriptions(options: {
     rssWarmMB: mb(rssWarm.rssBytes),
     rssPerThousandMB: perThousand(rssSubscribed.rssBytes - rssWarm.rssBytes),
     heapPerThousandMB: perThousand(rssSubscribed.heapUsedBytes - rssWarm.heapUsedBytes),
+    profile,
     heapGrowth:
       heapWarm && heapSubscribed
         ? Object.entries(heapSubscribed)
