@@ -14,10 +14,19 @@ function parseDate(value: unknown): Date {
   return date;
 }
 
+/** Misskey's own form (`Date.prototype.toISOString`): passed through without a Date round trip. */
+const CANONICAL = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
 builder.scalarType('DateTime', {
   description: 'An instant as an ISO 8601 string in UTC, e.g. 2026-11-27T21:10:38.652Z.',
-  serialize: (value) =>
-    value instanceof Date ? value.toISOString() : new Date(value).toISOString(),
+  serialize: (value) => {
+    if (value instanceof Date) {
+      return value.toISOString();
+    }
+    return typeof value === 'string' && CANONICAL.test(value)
+      ? value
+      : new Date(value).toISOString();
+  },
   parseValue: parseDate,
   parseLiteral: (ast) => {
     if (ast.kind !== Kind.STRING) {
