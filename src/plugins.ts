@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
+import { useGraphQlJit } from '@envelop/graphql-jit';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { usePrometheus } from '@graphql-yoga/plugin-prometheus';
+import { type execute, GraphQLError, type Source, type SourceLocation } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { type ResponseCacheOptions, responseCache } from './cache.js';
 import { DEFAULT_LIMITS, type LimitsConfig } from './config.js';
@@ -40,6 +42,8 @@ export function gatewayPlugins(options: PluginOptions = {}): GatewayPlugin[] {
     admission(limits, options.rateLimit ?? null),
     // Document size, depth, aliases, directives, tokens, cost and field count: before execution.
     ...(operationLimitPlugins(limits) as GatewayPlugin[]),
+    // Queries and mutations run compiled (graphql-jit); must come before the deadline wrapper.
+    jitExecution(),
     // Each query or mutation gets a deadline that its upstream calls inherit.
     operationDeadline(options.operationTimeoutMs ?? 15_000),
     // Anonymous public reads (trend 60 s; hashtags, announcements 30 s) from a shared cache.
@@ -121,6 +125,86 @@ function admission(limits: LimitsConfig, rateLimit: GatewayRateLimit | null): Ga
 }
 
 /**
+ * Queries and mutations run through graphql-jit: each document is compiled once (cached per
+ * parsed document, which Yoga's parser cache reuses) and executed without graphql-js's
+ * per-field interpretation. Subscriptions keep graphql-js's executor.
+ */
+function jitExecution(): GatewayPlugin {
+  let jitExecute: ExecuteFn | undefined;
+  useGraphQlJit().onExecute?.({
+    setExecuteFn: (fn: ExecuteFn) => {
+      jitExecute = fn;
+    },
+  } as never);
+  if (!jitExecute) {
+    throw new Error('graphql-jit did not provide an executor');
+  }
+  const compiled = jitExecute;
+  return {
+    onExecute({ setExecuteFn }) {
+      setExecuteFn((args) => {
+        const source = args.document.loc?.source;
+        const result = compiled(args);
+        return isPromiseLike(result)
+          ? result.then((done) => asGraphqlJsErrors(done, source))
+          : asGraphqlJsErrors(result, source);
+      });
+    },
+  };
+}
+
+type ExecuteFn = typeof execute;
+type ExecuteResult = Awaited<ReturnType<ExecuteFn>>;
+
+const NON_NULL_VIOLATION = /^Cannot return null for non-nullable field /;
+
+/**
+ * graphql-jit's errors as graphql-js would raise them: real `GraphQLError`s placed in the
+ * document's source (so a masked or converted error keeps its `locations`), and a non-null
+ * violation with a plain original error (graphql-js masks it as unexpected: the upstream answered
+ * a shape the schema cannot serve).
+ */
+function asGraphqlJsErrors(result: ExecuteResult, source: Source | undefined): ExecuteResult {
+  const errors = (result as { errors?: readonly GraphQLError[] }).errors;
+  if (!errors || errors.length === 0) {
+    return result;
+  }
+  // Keys in graphql-js's order: errors first.
+  const { errors: _jit, ...rest } = result as { errors?: unknown };
+  return {
+    errors: errors.map((error) => {
+      const original =
+        error.originalError ??
+        (NON_NULL_VIOLATION.test(error.message) ? new Error(error.message) : undefined);
+      return new GraphQLError(error.message, {
+        source,
+        positions:
+          source && error.locations
+            ? error.locations.map((location) => positionOf(source, location))
+            : undefined,
+        path: error.path,
+        originalError: original,
+        extensions: error.extensions,
+      });
+    }),
+    ...rest,
+  } as ExecuteResult;
+}
+
+/** The character offset of a 1-based line and column in `source`. */
+function positionOf(source: Source, location: SourceLocation): number {
+  let offset = 0;
+  for (let line = 1; line < location.line; line++) {
+    const next = source.body.indexOf('\n', offset);
+    if (next < 0) {
+      break;
+    }
+    offset = next + 1;
+  }
+  return offset + location.column - 1;
+}
+
+/**
  * Runs every query and mutation (HTTP or websocket) in a request scope with a deadline; the
  * upstream client cuts each call to end by then and refuses calls after it. Subscriptions run
  * without one: they live as long as the client wants.
@@ -139,4 +223,8 @@ function operationDeadline(timeoutMs: number): GatewayPlugin {
       });
     },
   };
+}
+
+function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return typeof (value as { then?: unknown } | null)?.then === 'function';
 }
