@@ -38,6 +38,16 @@ export function meHooks(store: Store): MeHooks {
   }));
 }
 
+/** Hooks that other domains fill in to follow profile changes (hashtags count profile tags). */
+export interface ProfileHooks {
+  /** `user.tags` was just replaced (i/update of the description). */
+  tagsChanged(user: UserRow): void;
+}
+
+export function profileHooks(store: Store): ProfileHooks {
+  return store.ext<ProfileHooks>('profile-hooks', () => ({ tagsChanged: () => {} }));
+}
+
 function countFollows(store: Store, userId: string, side: 'followers' | 'following'): number {
   let count = 0;
   for (const edge of store.follows) {

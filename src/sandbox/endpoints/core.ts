@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { ApiError, apiError, entityNotFound, internalError } from '../errors.js';
-import { packDriveFile, packUserDetailed, packUserLite } from '../pack.js';
+import { packDriveFile, packUserDetailed, packUserLite, profileHooks } from '../pack.js';
 import type { EndpointContext, EndpointDef } from '../registry.js';
 import { DEFAULT_POLICIES, type Policies, type UserRow } from '../store.js';
 
@@ -59,12 +59,7 @@ export const coreEndpoints: EndpointDef[] = [
       if (typeof p.description === 'string' || p.description === null) {
         user.description = p.description;
         user.tags = extractHashtags(user.description);
-        ctx.store
-          .ext('hashtag-events', () => [] as { userId: string; tags: string[] }[])
-          .push({
-            userId: user.id,
-            tags: user.tags,
-          });
+        profileHooks(ctx.store).tagsChanged(user);
       }
       if (typeof p.location === 'string' || p.location === null) {
         user.location = p.location;

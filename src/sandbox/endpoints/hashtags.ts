@@ -1,6 +1,6 @@
 import { apiError, internalError } from '../errors.js';
 import { createdAtOf } from '../ids.js';
-import { packDriveFile, packUserDetailed, packUserLite } from '../pack.js';
+import { packDriveFile, packUserDetailed, packUserLite, profileHooks } from '../pack.js';
 import type { EndpointContext, EndpointDef } from '../registry.js';
 import type { Store, UserRow } from '../store.js';
 import { extractHashtags, me } from './core.js';
@@ -140,34 +140,9 @@ function updateUsertags(store: Store, user: UserRow, tags: string[]): void {
   }
 }
 
-/**
- * core.ts's `i/update` pushes `{ userId, tags }` into `store.ext('hashtag-events')` whenever a
- * description is set. This domain setup installs that list first, as an array whose `push`
- * applies the event at once, so profile tags feed the statistics without core knowing about them.
- */
-class ProfileTagEvents extends Array<{ userId: string; tags: string[] }> {
-  // Derived arrays (map, filter, …) are plain arrays.
-  static override get [Symbol.species]() {
-    return Array;
-  }
-
-  constructor(readonly store?: Store) {
-    super();
-  }
-
-  override push(...events: { userId: string; tags: string[] }[]): number {
-    for (const event of events) {
-      const user = this.store?.users.get(event.userId);
-      if (this.store && user) {
-        updateUsertags(this.store, user, event.tags);
-      }
-    }
-    return this.length;
-  }
-}
-
+/** Profile tags feed the `attached` statistics: core's i/update reports every new set of tags. */
 export function setupHashtags(store: Store): void {
-  store.ext('hashtag-events', () => new ProfileTagEvents(store));
+  profileHooks(store).tagsChanged = (user) => updateUsertags(store, user, user.tags);
 }
 
 function countsOf(row: HashtagRow, users: Map<string, UserRow>) {
