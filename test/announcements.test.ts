@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DEMO_TOKENS, type Stack, startStack } from './harness.js';
+import { errorCode as code, DEMO_TOKENS, type Stack, startStack } from './harness.js';
 import { type Recording, recordedDir as recorded, shapeProblems } from './support/recordings.js';
 
 /**
@@ -39,10 +39,6 @@ const PAGE = `edges { cursor node { id title forYou isRead } }
 
 const titles = (res: { data?: Page | null }) =>
   res.data?.announcements.edges.map((edge) => edge.node.title);
-
-function code(res: { errors?: { extensions?: Record<string, unknown> }[] }) {
-  return res.errors?.[0]?.extensions?.code;
-}
 
 /** A new global announcement by the admin (setup through the sandbox, not under test). */
 async function announce(title: string, extra: Record<string, unknown> = {}): Promise<string> {

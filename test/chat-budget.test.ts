@@ -1,6 +1,6 @@
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CHAT_READ_CONCURRENCY } from '../src/loaders/chat.js';
-import { DEMO_TOKENS, type Stack, startStack } from './harness.js';
+import { DEMO_TOKENS, demoUserIds, type Stack, startStack } from './harness.js';
 
 /**
  * Upstream call budgets of the chat graph, read from the sandbox's call counter: embedded users
@@ -24,13 +24,7 @@ beforeAll(async () => {
       },
     },
   });
-  const users = stack.sandbox.demo?.users;
-  if (!users) {
-    throw new Error('demo users missing');
-  }
-  alice = users.alice.id;
-  bob = users.bob.id;
-  carol = users.carol.id;
+  ({ alice, bob, carol } = demoUserIds(stack));
 });
 beforeEach(() => {
   stack.sandbox.resetCalls();

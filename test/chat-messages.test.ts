@@ -1,5 +1,5 @@
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DEMO_TOKENS, type Stack, startStack } from './harness.js';
+import { DEMO_TOKENS, demoUserIds, type Stack, startStack } from './harness.js';
 
 let stack: Stack;
 let alice: string;
@@ -8,13 +8,7 @@ let carol: string;
 
 beforeAll(async () => {
   stack = await startStack({ sandbox: { rateLimits: false } });
-  const users = stack.sandbox.demo?.users;
-  if (!users) {
-    throw new Error('demo users missing');
-  }
-  alice = users.alice.id;
-  bob = users.bob.id;
-  carol = users.carol.id;
+  ({ alice, bob, carol } = demoUserIds(stack));
 });
 beforeEach(() => {
   stack.sandbox.resetCalls();

@@ -1,5 +1,5 @@
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DEMO_TOKENS, type Stack, startStack } from './harness.js';
+import { errorCode as code, DEMO_TOKENS, demoUserIds, type Stack, startStack } from './harness.js';
 
 let stack: Stack;
 let bob: string;
@@ -7,12 +7,7 @@ let carol: string;
 
 beforeAll(async () => {
   stack = await startStack({ sandbox: { rateLimits: false } });
-  const users = stack.sandbox.demo?.users;
-  if (!users) {
-    throw new Error('demo users missing');
-  }
-  bob = users.bob.id;
-  carol = users.carol.id;
+  ({ bob, carol } = demoUserIds(stack));
 });
 beforeEach(() => {
   stack.sandbox.resetCalls();
@@ -42,10 +37,6 @@ async function addMember(
 ) {
   await stack.rest('chat/rooms/invitations/create', { roomId, userId }, ownerToken);
   await stack.rest('chat/rooms/join', { roomId }, token);
-}
-
-function code(res: { errors?: { extensions?: Record<string, unknown> }[] }) {
-  return res.errors?.[0]?.extensions?.code;
 }
 
 describe('room lifecycle', () => {

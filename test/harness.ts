@@ -27,6 +27,20 @@ export interface Stack {
   close(): Promise<void>;
 }
 
+/** The `extensions.code` of a response's first error. */
+export function errorCode(res: { errors?: { extensions?: Record<string, unknown> }[] }): unknown {
+  return res.errors?.[0]?.extensions?.code;
+}
+
+/** The demo users' ids of a stack started with the demo seed. */
+export function demoUserIds(stack: Stack): Record<'admin' | 'alice' | 'bob' | 'carol', string> {
+  const users = stack.sandbox.demo?.users;
+  if (!users) {
+    throw new Error('demo users missing');
+  }
+  return { admin: users.admin.id, alice: users.alice.id, bob: users.bob.id, carol: users.carol.id };
+}
+
 const leftovers: (() => Promise<void>)[] = [];
 afterAll(async () => {
   await Promise.all(leftovers.splice(0).map((dispose) => dispose()));

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DEMO_TOKENS, type Stack, startStack } from './harness.js';
+import { errorCode as code, DEMO_TOKENS, type Stack, startStack } from './harness.js';
 import { type Recording, recordedDir as recorded, shapeProblems } from './support/recordings.js';
 
 /**
@@ -22,10 +22,6 @@ beforeAll(async () => {
 beforeEach(() => {
   stack.sandbox.resetCalls();
 });
-
-function code(res: { errors?: { extensions?: Record<string, unknown> }[] }) {
-  return res.errors?.[0]?.extensions?.code;
-}
 
 interface Tag {
   tag: string;

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DEMO_TOKENS, type Stack, startStack } from './harness.js';
+import { errorCode as code, DEMO_TOKENS, type Stack, startStack } from './harness.js';
 
 /**
  * Push subscriptions end to end: `pushSubscription`, `registerPushSubscription`,
@@ -24,10 +24,6 @@ beforeAll(async () => {
 beforeEach(() => {
   stack.sandbox.resetCalls();
 });
-
-function code(res: { errors?: { extensions?: Record<string, unknown> }[] }) {
-  return res.errors?.[0]?.extensions?.code;
-}
 
 const REGISTER = `mutation ($endpoint: String!, $auth: String!, $key: String!, $read: Boolean) {
   registerPushSubscription(endpoint: $endpoint, auth: $auth, publicKey: $key, sendReadMessage: $read) {
