@@ -136,48 +136,63 @@ function boolean(env: Env, name: string, fallback: boolean): boolean {
   throw new ConfigError(name, `must be true or false, got "${env[name]}"`);
 }
 
-function origin(env: Env, name: string): string | null {
+/**
+ * A URL variable: null when unset; otherwise parsed, with one of `protocols`. `echo` says whether
+ * the value may appear in the error (not for URLs that may hold a password).
+ */
+function url(
+  env: Env,
+  name: string,
+  protocols: readonly string[],
+  what: string,
+  echo: boolean,
+): { raw: string; url: URL } | null {
   const raw = env[name]?.trim();
   if (raw === undefined || raw === '') {
     return null;
   }
-  let url: URL;
+  let parsed: URL;
   try {
-    url = new URL(raw);
+    parsed = new URL(raw);
   } catch {
-    throw new ConfigError(
-      name,
-      `must be an http(s) URL such as https://misskey.example, got "${raw}"`,
-    );
+    throw new ConfigError(name, `must be ${what}${echo ? `, got "${raw}"` : ''}`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new ConfigError(name, `must use http or https, got "${url.protocol}"`);
+  if (!protocols.includes(parsed.protocol)) {
+    const names = protocols.map((p) => p.slice(0, -1)).join(' or ');
+    throw new ConfigError(name, `must use ${names}, got "${parsed.protocol}"`);
   }
-  if (url.username || url.password) {
+  return { raw, url: parsed };
+}
+
+function origin(env: Env, name: string): string | null {
+  const parsed = url(
+    env,
+    name,
+    ['http:', 'https:'],
+    'an http(s) URL such as https://misskey.example',
+    true,
+  );
+  if (parsed === null) {
+    return null;
+  }
+  const { url: value } = parsed;
+  if (value.username || value.password) {
     throw new ConfigError(name, 'must not contain credentials');
   }
   // Misskey serves /api and /streaming at the root of its origin.
-  return url.origin;
+  return value.origin;
 }
 
 function redisUrl(env: Env, name: string): string | null {
-  const raw = env[name]?.trim();
-  if (raw === undefined || raw === '') {
+  const parsed = url(env, name, ['redis:', 'rediss:'], 'a URL such as redis://redis:6379/0', false);
+  if (parsed === null) {
     return null;
   }
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw new ConfigError(name, 'must be a URL such as redis://redis:6379/0');
-  }
-  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
-    throw new ConfigError(name, `must use redis or rediss, got "${url.protocol}"`);
-  }
-  if (url.hostname === '') {
+  const { raw, url: value } = parsed;
+  if (value.hostname === '') {
     throw new ConfigError(name, 'must name a host, e.g. redis://redis:6379/0');
   }
-  if (url.pathname.length > 1 && !/^\/\d{1,2}$/.test(url.pathname)) {
+  if (value.pathname.length > 1 && !/^\/\d{1,2}$/.test(value.pathname)) {
     throw new ConfigError(name, 'the path must be a database number, e.g. /0');
   }
   // The URL may hold a password: it is never echoed in an error or a log.
