@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { grantRole } from '../src/sandbox/seeds/public.js';
 import { errorCode as code, DEMO_TOKENS, type Stack, startStack } from './harness.js';
 import { type Recording, recordedDir as recorded, shapeProblems } from './support/recordings.js';
 
@@ -48,35 +49,9 @@ async function userWithRole(name: string, policies: Record<string, unknown>): Pr
     { username: name, password: 'pw' },
     DEMO_TOKENS.admin,
   )) as { id: string; token: string };
-  const role = (await stack.rest(
-    'admin/roles/create',
-    {
-      name,
-      description: name,
-      color: null,
-      iconUrl: null,
-      target: 'manual',
-      condFormula: {},
-      isPublic: false,
-      isModerator: false,
-      isAdministrator: false,
-      asBadge: false,
-      canEditMembersByModerator: false,
-      displayOrder: 0,
-      policies: Object.fromEntries(
-        Object.entries(policies).map(([key, value]) => [
-          key,
-          { useDefault: false, priority: 0, value },
-        ]),
-      ),
-    },
-    DEMO_TOKENS.admin,
-  )) as { id: string };
-  await stack.rest(
-    'admin/roles/assign',
-    { roleId: role.id, userId: created.id },
-    DEMO_TOKENS.admin,
-  );
+  await grantRole(stack.sandbox, DEMO_TOKENS.admin, { name, description: name }, policies, [
+    created.id,
+  ]);
   return created.token;
 }
 

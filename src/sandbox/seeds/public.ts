@@ -1,4 +1,5 @@
 import type { DemoSeeder } from '../seed.js';
+import type { Sandbox } from '../server.js';
 
 /**
  * Demo data of the public side, built through the sandbox's endpoints:
@@ -69,11 +70,30 @@ export const seedPublic: DemoSeeder = async (sandbox, demo) => {
     demo.ids[`note${user[0]?.toUpperCase()}${user.slice(1)}${counts[user]}`] = createdNote.id;
   }
 
-  const role = (await sandbox.call(
+  demo.ids.inviterRole = await grantRole(
+    sandbox,
+    admin,
+    { name: 'Inviters', description: 'May create invitation codes.' },
+    { canInvite: true },
+    [demo.users.carol.id],
+  );
+  const code = (await sandbox.call('invite/create', {}, demo.users.carol.token)) as { id: string };
+  demo.ids.carolInviteCode = code.id;
+};
+
+/** Creates a manual role overriding `policies` (admin/roles/create) and assigns it to `userIds`
+ *  (admin/roles/assign); returns the role id. */
+export async function grantRole(
+  sandbox: Sandbox,
+  adminToken: string,
+  role: { name: string; description: string },
+  policies: Record<string, unknown>,
+  userIds: string[],
+): Promise<string> {
+  const created = (await sandbox.call(
     'admin/roles/create',
     {
-      name: 'Inviters',
-      description: 'May create invitation codes.',
+      ...role,
       color: null,
       iconUrl: null,
       target: 'manual',
@@ -84,12 +104,17 @@ export const seedPublic: DemoSeeder = async (sandbox, demo) => {
       asBadge: false,
       canEditMembersByModerator: false,
       displayOrder: 0,
-      policies: { canInvite: { useDefault: false, priority: 0, value: true } },
+      policies: Object.fromEntries(
+        Object.entries(policies).map(([key, value]) => [
+          key,
+          { useDefault: false, priority: 0, value },
+        ]),
+      ),
     },
-    admin,
+    adminToken,
   )) as { id: string };
-  demo.ids.inviterRole = role.id;
-  await sandbox.call('admin/roles/assign', { roleId: role.id, userId: demo.users.carol.id }, admin);
-  const code = (await sandbox.call('invite/create', {}, demo.users.carol.token)) as { id: string };
-  demo.ids.carolInviteCode = code.id;
-};
+  for (const userId of userIds) {
+    await sandbox.call('admin/roles/assign', { roleId: created.id, userId }, adminToken);
+  }
+  return created.id;
+}
