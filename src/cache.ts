@@ -63,16 +63,7 @@ export function responseCache(
     // The plugin builds a key for every operation, cached or not. An operation with a token is
     // never looked up or stored, so it gets a unique key instead of a hash of its document.
     buildResponseCacheKey: (params) =>
-      isAnonymousHttp(params.request)
-        ? hashSHA256(
-            [
-              params.documentString,
-              params.operationName ?? '',
-              stableJson(params.variableValues ?? {}),
-              params.sessionId ?? '',
-            ].join('|'),
-          )
-        : `private:${++privateOperations}`,
+      isAnonymousHttp(params.request) ? anonymousKey(params) : `private:${++privateOperations}`,
     cache: options.redis
       ? redisResponseCache(options.redis, options.namespace ?? '')
       : createInMemoryCache({ max: options.maxEntries ?? 1000 }),
@@ -86,20 +77,61 @@ export function responseCache(
 
 let privateOperations = 0;
 
-/** JSON with sorted object keys: equal variables give equal keys whatever their order. */
-function stableJson(value: unknown): string {
+/** Variables nested deeper than this are not worth a cache entry (and must not cost a deep
+ *  recursion): such an operation runs uncached. */
+const MAX_VARIABLE_DEPTH = 32;
+
+/** The cache key of an anonymous operation, or a unique (never stored) key when its variables
+ *  are nested too deeply to be keyed. */
+function anonymousKey(params: {
+  documentString: string;
+  operationName?: string | null;
+  variableValues?: Record<string, unknown> | null;
+  sessionId?: string | null;
+}): ReturnType<typeof hashSHA256> {
+  const variables = stableJson(params.variableValues ?? {}, 0);
+  if (variables === undefined) {
+    return `private:${++privateOperations}`;
+  }
+  return hashSHA256(
+    [params.documentString, params.operationName ?? '', variables, params.sessionId ?? ''].join(
+      '|',
+    ),
+  );
+}
+
+/** JSON with sorted object keys: equal variables give equal keys whatever their order.
+ *  Undefined when nested deeper than `MAX_VARIABLE_DEPTH`. */
+function stableJson(value: unknown, depth: number): string | undefined {
+  if (value === null || typeof value !== 'object') {
+    return JSON.stringify(value) ?? 'null';
+  }
+  if (depth >= MAX_VARIABLE_DEPTH) {
+    return undefined;
+  }
+  const parts: string[] = [];
   if (Array.isArray(value)) {
-    return `[${value.map(stableJson).join(',')}]`;
+    for (const item of value) {
+      const json = stableJson(item, depth + 1);
+      if (json === undefined) {
+        return undefined;
+      }
+      parts.push(json);
+    }
+    return `[${parts.join(',')}]`;
   }
-  if (value !== null && typeof value === 'object') {
-    const record = value as Record<string, unknown>;
-    const entries = Object.keys(record)
-      .sort()
-      .filter((key) => record[key] !== undefined)
-      .map((key) => `${JSON.stringify(key)}:${stableJson(record[key])}`);
-    return `{${entries.join(',')}}`;
+  const record = value as Record<string, unknown>;
+  for (const key of Object.keys(record).sort()) {
+    if (record[key] === undefined) {
+      continue;
+    }
+    const json = stableJson(record[key], depth + 1);
+    if (json === undefined) {
+      return undefined;
+    }
+    parts.push(`${JSON.stringify(key)}:${json}`);
   }
-  return JSON.stringify(value) ?? 'null';
+  return `{${parts.join(',')}}`;
 }
 
 /** An HTTP request without any `Authorization` header (websocket operations have no `request`). */

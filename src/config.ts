@@ -68,6 +68,12 @@ export interface LimitsConfig {
   wsMaxSubscriptions: number;
   /** A websocket that sends no `connection_init` within this many ms is closed with 4408. */
   wsInitTimeoutMs: number;
+  /** Websockets one token may hold open at once (4429 above). */
+  wsMaxSocketsPerToken: number;
+  /** Websocket operations one token may run at once, across all its sockets. */
+  wsMaxSubscriptionsPerToken: number;
+  /** A websocket without a token that runs nothing for this many ms is closed with 4408. */
+  wsIdleWithoutTokenMs: number;
 }
 
 export const DEFAULT_LIMITS: LimitsConfig = {
@@ -83,6 +89,9 @@ export const DEFAULT_LIMITS: LimitsConfig = {
   wsMaxPayloadBytes: 64 * 1024,
   wsMaxSubscriptions: 20,
   wsInitTimeoutMs: 3_000,
+  wsMaxSocketsPerToken: 64,
+  wsMaxSubscriptionsPerToken: 256,
+  wsIdleWithoutTokenMs: 10_000,
 };
 
 export class ConfigError extends Error {
@@ -239,6 +248,27 @@ export function loadConfig(env: Env = process.env): Config {
       ),
       wsMaxSubscriptions: integer(env, 'WS_MAX_SUBSCRIPTIONS', d.wsMaxSubscriptions, 1, 10_000),
       wsInitTimeoutMs: integer(env, 'WS_INIT_TIMEOUT_MS', d.wsInitTimeoutMs, 100, 600_000),
+      wsMaxSocketsPerToken: integer(
+        env,
+        'WS_MAX_SOCKETS_PER_TOKEN',
+        d.wsMaxSocketsPerToken,
+        1,
+        100_000,
+      ),
+      wsMaxSubscriptionsPerToken: integer(
+        env,
+        'WS_MAX_SUBSCRIPTIONS_PER_TOKEN',
+        d.wsMaxSubscriptionsPerToken,
+        1,
+        1_000_000,
+      ),
+      wsIdleWithoutTokenMs: integer(
+        env,
+        'WS_IDLE_WITHOUT_TOKEN_MS',
+        d.wsIdleWithoutTokenMs,
+        100,
+        3_600_000,
+      ),
     },
     operationTimeoutMs,
     upstreamRetries: integer(env, 'UPSTREAM_RETRIES', 2, 0, 10),

@@ -1,6 +1,6 @@
 import DataLoader from 'dataloader';
 import type { YogaInitialContext } from 'graphql-yoga';
-import { fromUpstream } from './errors.js';
+import { fromUpstream, malformedCredential } from './errors.js';
 import { loadUsers } from './loaders/users.js';
 import type {
   EndpointName,
@@ -8,6 +8,7 @@ import type {
   EndpointResult,
   MisskeyClient,
 } from './upstream/client.js';
+import { isValidToken, MAX_TOKEN_LENGTH } from './upstream/credentials.js';
 import {
   type AnyUser,
   isDetailed,
@@ -87,25 +88,71 @@ export type InitialContext = Partial<YogaInitialContext> & {
   connectionParams?: Readonly<Record<string, unknown>>;
 };
 
-/** Reads the token from `Authorization: Bearer` (HTTP) or the graphql-ws `connection_init`
- *  payload (`{ authorization: "Bearer …" }` or `{ token }`). */
-export function tokenFrom(initial: InitialContext): string | null {
+/**
+ * What a caller sent as its credential: nothing, a well-formed token, or something that cannot be
+ * a Misskey token (CR/LF, NUL, non-Latin-1, too long, not `Bearer …`). A malformed credential is
+ * refused at the edge and never reaches the upstream client, the stream hub or any shared key.
+ */
+export type Credential =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'token'; readonly token: string }
+  | { readonly kind: 'malformed' };
+
+const NONE: Credential = { kind: 'none' };
+const MALFORMED: Credential = { kind: 'malformed' };
+
+/** Reads the credential from `Authorization: Bearer` (HTTP) or the graphql-ws `connection_init`
+ *  payload (`{ authorization: "Bearer …" }` or `{ token }`), or an operation's
+ *  `extensions.headers` on a websocket. */
+export function credentialFrom(initial: InitialContext): Credential {
   const header = initial.request?.headers.get('authorization') ?? null;
+  if (header !== null) {
+    return header.trim() === '' ? NONE : bearer(header);
+  }
   // Over websockets GraphiQL sends its header editor with each operation (`extensions.headers`).
   const sent = initial.request ? undefined : initial.params?.extensions?.headers;
-  const params = {
+  const params: Record<string, unknown> = {
     ...(typeof sent === 'object' && sent !== null ? (sent as Record<string, unknown>) : {}),
     ...initial.connectionParams,
   };
-  const param = params.authorization ?? params.Authorization;
-  const raw = header ?? (typeof param === 'string' ? param : null);
-  if (raw !== null) {
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(raw.trim());
-    return match?.[1] ?? null;
+  const authorization = params.authorization ?? params.Authorization;
+  if (authorization !== undefined && authorization !== null) {
+    if (typeof authorization !== 'string') {
+      return MALFORMED;
+    }
+    return authorization.trim() === '' ? NONE : bearer(authorization);
   }
-  return typeof params.token === 'string' && params.token.trim() !== ''
-    ? params.token.trim()
-    : null;
+  if (params.token === undefined || params.token === null) {
+    return NONE;
+  }
+  if (typeof params.token !== 'string') {
+    return MALFORMED;
+  }
+  const token = params.token.trim();
+  return token === '' ? NONE : asToken(token);
+}
+
+function bearer(value: string): Credential {
+  // Bounded before the regular expression runs: a header can be kilobytes long.
+  if (value.length > MAX_TOKEN_LENGTH + 16) {
+    return MALFORMED;
+  }
+  const match = /^\s*Bearer +(\S+)\s*$/i.exec(value);
+  return match?.[1] ? asToken(match[1]) : MALFORMED;
+}
+
+function asToken(token: string): Credential {
+  return isValidToken(token) ? { kind: 'token', token } : MALFORMED;
+}
+
+/** The caller's token, or null without one; throws `malformedCredential()` for a credential that
+ *  cannot be a Misskey token. */
+export function tokenFrom(initial: InitialContext): string | null {
+  const credential = credentialFrom(initial);
+  if (credential.kind === 'malformed') {
+    throw malformedCredential();
+  }
+  return credential.kind === 'token' ? credential.token : null;
 }
 
 export function createContextFactory(client: MisskeyClient) {

@@ -57,6 +57,17 @@ export function unauthenticated(): GraphQLError {
   );
 }
 
+/** A credential that no Misskey token can be: refused before any upstream call (HTTP 401). */
+export function malformedCredential(): GraphQLError {
+  return gatewayError(
+    ErrorCode.UNAUTHENTICATED,
+    'The credential is not a valid Misskey access token: send "Authorization: Bearer <token>" with the token\'s letters and digits only.',
+    {
+      http: { status: 401, headers: { 'www-authenticate': 'Bearer error="invalid_token"' } },
+    },
+  );
+}
+
 export function badInput(message: string, extensions: Record<string, unknown> = {}): GraphQLError {
   return gatewayError(ErrorCode.BAD_USER_INPUT, message, extensions);
 }

@@ -36,7 +36,8 @@ export type LimitName =
   | 'fields'
   | 'documentBytes'
   | 'batch'
-  | 'subscriptions';
+  | 'subscriptions'
+  | 'subscriptionsPerToken';
 
 export function limitError(
   name: LimitName,
@@ -304,7 +305,15 @@ export class RateLimiter {
   constructor(
     readonly max: number,
     readonly windowMs: number,
+    /** Keys counted at once: a flood of distinct tokens cannot grow the map past this (the
+     *  oldest windows go first). */
+    readonly maxKeys = 100_000,
   ) {}
+
+  /** Keys currently counted. */
+  get size(): number {
+    return this.#windows.size;
+  }
 
   /** Counts one operation for `key`; returns 0 when allowed, else seconds until the next window. */
   take(key: string, now = Date.now()): number {
@@ -318,6 +327,11 @@ export class RateLimiter {
     }
     let window = this.#windows.get(key);
     if (!window || now - window.start >= this.windowMs) {
+      this.#windows.delete(key);
+      if (this.#windows.size >= this.maxKeys) {
+        // Insertion order: the first key is the oldest window.
+        this.#windows.delete(this.#windows.keys().next().value as string);
+      }
       window = { start: now, count: 0 };
       this.#windows.set(key, window);
     }

@@ -6,8 +6,8 @@ import { type execute, GraphQLError, type Source, type SourceLocation } from 'gr
 import type { Plugin } from 'graphql-yoga';
 import { type ResponseCacheOptions, responseCache } from './cache.js';
 import { DEFAULT_LIMITS, type LimitsConfig } from './config.js';
-import { type Context, tokenFrom } from './context.js';
-import { ErrorCode, gatewayError } from './errors.js';
+import { type Context, credentialFrom, tokenFrom } from './context.js';
+import { ErrorCode, gatewayError, malformedCredential } from './errors.js';
 import { type GatewayRateLimit, limitError, operationLimitPlugins } from './limits.js';
 import { type GatewayMetrics, requestScope } from './observability.js';
 
@@ -38,6 +38,8 @@ export function gatewayPlugins(options: PluginOptions = {}): GatewayPlugin[] {
   return [
     // GET and "simple" POSTs (form, text/plain) must carry a preflighted header: no CSRF.
     csrfPrevention(),
+    // A credential that cannot be a Misskey token is refused (401) before it reaches anything.
+    credentialCheck(),
     // Batch size and the gateway rate limit, counted per operation before anything is parsed.
     admission(limits, options.rateLimit ?? null),
     // Document size, depth, aliases, directives, tokens, cost and field count: before execution.
@@ -75,6 +77,17 @@ function csrfPrevention(): GatewayPlugin {
           `GET requests and text/plain or form POSTs need one of these headers: ${CSRF_HEADERS.join(', ')} (CSRF prevention). JSON POSTs need none.`,
           { http: { status: 403 } },
         );
+      }
+    },
+  };
+}
+
+/** Refuses an `Authorization` header that no Misskey token can be (HTTP 401), before parsing. */
+function credentialCheck(): GatewayPlugin {
+  return {
+    onRequestParse({ request }) {
+      if (credentialFrom({ request }).kind === 'malformed') {
+        throw malformedCredential();
       }
     },
   };

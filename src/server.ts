@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { type AddressInfo, isIP, type Socket } from 'node:net';
 import {
   type DocumentNode,
   type ExecutionArgs,
@@ -11,9 +11,15 @@ import {
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import { type Logger, pino } from 'pino';
-import { WebSocketServer } from 'ws';
+import { type WebSocket, WebSocketServer } from 'ws';
 import { type Config, DEFAULT_LIMITS, type LimitsConfig } from './config.js';
-import { type Context, createContextFactory, type InitialContext, tokenFrom } from './context.js';
+import {
+  type Context,
+  createContextFactory,
+  credentialFrom,
+  type InitialContext,
+  tokenFrom,
+} from './context.js';
 import { maskUnexpected } from './errors.js';
 import { createGraphiQL, type GraphiQLDefaults } from './graphiql.js';
 import { GatewayRateLimit, type GatewayRateLimits, limitError } from './limits.js';
@@ -30,6 +36,7 @@ import { schema } from './schema/index.js';
 import { websocketAuth } from './schema/subscriptions.js';
 import { MisskeyClient, type UpstreamCallEvent } from './upstream/client.js';
 import { StreamHub, type StreamHubOptions } from './upstream/stream.js';
+import { WebSocketAdmission } from './ws-admission.js';
 
 export interface GatewayOptions {
   /** Origin of the Misskey server (or the sandbox). */
@@ -294,9 +301,14 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     path: yoga.graphqlEndpoint,
     maxPayload: limits.wsMaxPayloadBytes,
   });
+  const admission = new WebSocketAdmission(limits);
   wss.on('connection', (socket) => {
     metrics?.wsConnections.inc();
-    socket.once('close', () => metrics?.wsConnections.dec());
+    admission.opened(socket);
+    socket.once('close', () => {
+      metrics?.wsConnections.dec();
+      admission.closed(socket);
+    });
   });
   /** Limits of a websocket operation, checked before it is parsed: per-socket count, rate. */
   const admitWsOperation = async (ctx: {
@@ -322,21 +334,45 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       clientIp(ctx.extra.request, options.trustProxy ?? false),
     );
   };
+  /** Counts the operation against its token's share (the token is verified by now). */
+  const startWsOperation = (
+    ctx: {
+      connectionParams?: Readonly<Record<string, unknown>>;
+      extra: { socket: WebSocket };
+    },
+    id: string,
+    params: InitialContext['params'],
+  ): GraphQLError | null => {
+    const credential = credentialFrom({ connectionParams: ctx.connectionParams ?? {}, params });
+    return credential.kind === 'token'
+      ? admission.start(ctx.extra.socket, id, credential.token)
+      : null;
+  };
   const wsServer = useServer(
     {
       execute: (args) => (args.rootValue as Enveloped).execute(args),
       onOperation: () => {
         metrics?.activeSubscriptions.inc();
       },
-      onComplete: () => {
+      onComplete: (ctx, id) => {
         metrics?.activeSubscriptions.dec();
+        admission.end(ctx.extra.socket, id);
       },
       // `extensions.http` steers HTTP statuses; it means nothing on a websocket.
       onError: (_ctx, _id, _payload, errors) => errors.map(withoutHttp),
       subscribe: (args) => (args.rootValue as Enveloped).subscribe(args),
       connectionInitWaitTimeout: limits.wsInitTimeoutMs,
-      onConnect: wsAuth.onConnect,
-      onSubscribe: async (ctx, _id, params) => {
+      onConnect: async (ctx) => {
+        if (!(await wsAuth.onConnect(ctx))) {
+          return false;
+        }
+        const credential = credentialFrom({ connectionParams: ctx.connectionParams ?? {} });
+        return admission.connected(
+          ctx.extra.socket,
+          credential.kind === 'token' ? credential.token : null,
+        );
+      },
+      onSubscribe: async (ctx, id, params) => {
         const refused = await admitWsOperation(ctx);
         if (refused) {
           return [refused];
@@ -384,7 +420,8 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         if (errors.length > 0) {
           return errors;
         }
-        return args;
+        const overShare = startWsOperation(ctx, id, params as InitialContext['params']);
+        return overShare ? [overShare] : args;
       },
     },
     wss,
@@ -480,12 +517,16 @@ function withoutHttp(error: GraphQLError): GraphQLFormattedError {
     : { ...json, extensions: undefined };
 }
 
-/** The client address: the socket's peer, or the first `X-Forwarded-For` entry behind a proxy. */
+/** The client address: the socket's peer, or the first `X-Forwarded-For` entry behind a proxy
+ *  when it is an IP address (anything else is client text and must not become a key). */
 function clientIp(req: IncomingMessage, trustProxy: boolean): string {
   if (trustProxy) {
     const forwarded = req.headers['x-forwarded-for'];
-    const first = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(',')[0]?.trim();
-    if (first) {
+    const first = (Array.isArray(forwarded) ? forwarded[0] : forwarded)
+      ?.slice(0, 64)
+      .split(',')[0]
+      ?.trim();
+    if (first && isIP(first) !== 0) {
       return first;
     }
   }

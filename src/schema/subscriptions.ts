@@ -1,11 +1,24 @@
 import type { GraphQLError } from 'graphql';
-import { type Context, createContextFactory, type InitialContext, tokenFrom } from '../context.js';
-import { badInput, ErrorCode, fromUpstream, gatewayError, unauthenticated } from '../errors.js';
+import {
+  type Context,
+  createContextFactory,
+  credentialFrom,
+  type InitialContext,
+} from '../context.js';
+import {
+  badInput,
+  ErrorCode,
+  fromUpstream,
+  gatewayError,
+  malformedCredential,
+  unauthenticated,
+} from '../errors.js';
 import type { UserLite } from '../upstream/entities.js';
 import {
   type ChannelSpec,
   isAuthFailure,
   StreamAuthError,
+  StreamCapacityError,
   StreamClosedError,
   type StreamEvent,
   type StreamHub,
@@ -312,6 +325,13 @@ function streamError(error: unknown): GraphQLError | unknown {
       { limit: { name: 'upstreamChannels', max: error.max } },
     );
   }
+  if (error instanceof StreamCapacityError) {
+    return gatewayError(
+      ErrorCode.OPERATION_LIMIT_EXCEEDED,
+      `The gateway already serves live chat for ${error.max} tokens; try again later.`,
+      { limit: { name: 'streamTokens', max: error.max } },
+    );
+  }
   if (error instanceof StreamUnavailableError) {
     return gatewayError(ErrorCode.UPSTREAM_UNAVAILABLE, "Misskey's live stream cannot be reached.");
   }
@@ -476,14 +496,21 @@ export function websocketAuth(hub: StreamHub) {
       if (isAuthFailure(error)) {
         return false;
       }
+      if (error instanceof StreamCapacityError) {
+        throw new Error('The gateway serves too many tokens at once; try again later');
+      }
       // Anything else closes the socket with 4500 and this reason.
       throw new Error('Misskey cannot be reached to check the token');
     }
   };
   return {
+    /** False (close 4403) for a malformed or refused `connection_init` token. */
     onConnect: async (ctx: { connectionParams?: Readonly<Record<string, unknown>> }) => {
-      const token = tokenFrom({ connectionParams: ctx.connectionParams ?? {} });
-      return token === null ? true : verify(token);
+      const credential = credentialFrom({ connectionParams: ctx.connectionParams ?? {} });
+      if (credential.kind === 'malformed') {
+        return false;
+      }
+      return credential.kind === 'none' ? true : verify(credential.token);
     },
     /** Null when the operation may run; else the socket has been closed with 4403. */
     onSubscribe: async (
@@ -493,15 +520,15 @@ export function websocketAuth(hub: StreamHub) {
       },
       params: { extensions?: Record<string, unknown> | null },
     ): Promise<GraphQLError[] | null> => {
-      const token = tokenFrom({
+      const credential = credentialFrom({
         connectionParams: ctx.connectionParams ?? {},
         params: params as InitialContext['params'],
       });
-      if (token !== null && (await verify(token))) {
+      if (credential.kind === 'token' && (await verify(credential.token))) {
         return null;
       }
       ctx.extra.socket.close(4403, 'Forbidden');
-      return [unauthenticated()];
+      return [credential.kind === 'malformed' ? malformedCredential() : unauthenticated()];
     },
   };
 }

@@ -73,6 +73,14 @@ export class StreamLimitError extends Error {
   }
 }
 
+/** The hub already serves `maxTokens` distinct tokens: a new one is refused. */
+export class StreamCapacityError extends Error {
+  constructor(readonly max: number) {
+    super(`the gateway already serves live subscriptions of ${max} tokens`);
+    this.name = 'StreamCapacityError';
+  }
+}
+
 /** The upstream socket could not be (re)connected in time for a new subscription. */
 export class StreamUnavailableError extends Error {
   constructor(readonly waitedMs: number) {
@@ -105,6 +113,8 @@ export interface StreamHubOptions {
   backoff?: { initialMs?: number; maxMs?: number };
   /** Misskey's `MAX_CHANNELS_PER_CONNECTION`. */
   maxChannelsPerSocket?: number;
+  /** Distinct tokens served at once (each may hold one upstream socket). Default 10 000. */
+  maxTokens?: number;
   /** Called on socket and channel lifecycle changes (logs, metrics). */
   onLog?: (event: string, details: Record<string, unknown>) => void;
 }
@@ -785,6 +795,7 @@ export class StreamHub {
       readyTimeoutMs: options.readyTimeoutMs ?? 20_000,
       idleCloseMs: options.idleCloseMs ?? 1_000,
       maxChannelsPerSocket: options.maxChannelsPerSocket ?? 32,
+      maxTokens: options.maxTokens ?? 10_000,
       backoff: {
         initialMs: options.backoff?.initialMs ?? 250,
         maxMs: options.backoff?.maxMs ?? 15_000,
@@ -799,7 +810,13 @@ export class StreamHub {
       ready.catch(() => {});
       return { ready, close: () => {} };
     }
-    return this.#stream(token).subscribe(spec, listener);
+    const stream = this.#stream(token);
+    if (!stream) {
+      const ready = Promise.reject(new StreamCapacityError(this.options.maxTokens));
+      ready.catch(() => {});
+      return { ready, close: () => {} };
+    }
+    return stream.subscribe(spec, listener);
   }
 
   /** The user id of a token (`i`, once per token while it has a socket); Misskey's errors as
@@ -809,13 +826,21 @@ export class StreamHub {
       return Promise.reject(new StreamClosedError());
     }
     const stream = this.#stream(token);
+    if (!stream) {
+      return Promise.reject(new StreamCapacityError(this.options.maxTokens));
+    }
     stream.keepIdle();
     return stream.me();
   }
 
-  #stream(token: string): TokenStream {
+  /** The token's stream; null when it is new and the hub is full (bounded whatever the
+   *  callers send: one upstream socket per token, and each token costs memory). */
+  #stream(token: string): TokenStream | null {
     let stream = this.#streams.get(token);
     if (!stream) {
+      if (this.#streams.size >= this.options.maxTokens) {
+        return null;
+      }
       stream = new TokenStream(this, token);
       this.#streams.set(token, stream);
     }
