@@ -37,6 +37,41 @@ export function scrub(text: string): string {
   return text.replace(BEARER, '$1[redacted]');
 }
 
+/**
+ * An error for the log: pino's standard fields with every string value scrubbed (values, never
+ * serialized JSON, whose escapes a replacement could cut). Whatever the error holds, this never
+ * throws: a log line must never change an answer.
+ */
+export function serializeError(error: unknown): unknown {
+  try {
+    return scrubValues(stdSerializers.err(error as Error), 0);
+  } catch {
+    return { type: 'Error', message: '[error could not be serialized]' };
+  }
+}
+
+const MAX_SCRUB_DEPTH = 8;
+
+function scrubValues(value: unknown, depth: number): unknown {
+  if (typeof value === 'string') {
+    return scrub(value);
+  }
+  if (value === null || typeof value !== 'object') {
+    return value;
+  }
+  if (depth >= MAX_SCRUB_DEPTH) {
+    return '[nested too deep]';
+  }
+  if (Array.isArray(value)) {
+    return value.map((item) => scrubValues(item, depth + 1));
+  }
+  const scrubbed: Record<string, unknown> = {};
+  for (const [key, item] of Object.entries(value)) {
+    scrubbed[key] = scrubValues(item, depth + 1);
+  }
+  return scrubbed;
+}
+
 /** Paths pino replaces with "[redacted]" wherever they appear in a log object. */
 export const REDACT_PATHS = [
   'token',
@@ -59,12 +94,7 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
     base: { service: 'misskey-graphql' },
     timestamp: pino.stdTimeFunctions.isoTime,
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-    serializers: {
-      err: (error: unknown) => {
-        const serialized = stdSerializers.err(error as Error) as unknown as Record<string, unknown>;
-        return JSON.parse(scrub(JSON.stringify(serialized)));
-      },
-    },
+    serializers: { err: serializeError },
     mixin: () => {
       const scope = requestScope.getStore();
       return scope ? { reqId: scope.requestId } : {};

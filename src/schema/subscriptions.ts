@@ -488,29 +488,40 @@ class EventQueue<T> implements AsyncIterableIterator<T> {
  * the socket is closed with 4403 before anything runs.
  */
 export function websocketAuth(hub: StreamHub) {
-  const verify = async (token: string): Promise<boolean> => {
+  const verify = async (token: string): Promise<'ok' | 'refused' | 'busy'> => {
     try {
       await hub.whoami(token);
-      return true;
+      return 'ok';
     } catch (error) {
       if (isAuthFailure(error)) {
-        return false;
+        return 'refused';
       }
       if (error instanceof StreamCapacityError) {
-        throw new Error('The gateway serves too many tokens at once; try again later');
+        return 'busy';
       }
       // Anything else closes the socket with 4500 and this reason.
       throw new Error('Misskey cannot be reached to check the token');
     }
   };
   return {
-    /** False (close 4403) for a malformed or refused `connection_init` token. */
-    onConnect: async (ctx: { connectionParams?: Readonly<Record<string, unknown>> }) => {
+    /** False (close 4403) for a malformed or refused `connection_init` token; a token the
+     *  stream hub has no room for closes the socket with 1013 (try again later). */
+    onConnect: async (ctx: {
+      connectionParams?: Readonly<Record<string, unknown>>;
+      extra: { socket: { close(code: number, reason: string): void } };
+    }) => {
       const credential = credentialFrom({ connectionParams: ctx.connectionParams ?? {} });
       if (credential.kind === 'malformed') {
         return false;
       }
-      return credential.kind === 'none' ? true : verify(credential.token);
+      if (credential.kind === 'none') {
+        return true;
+      }
+      const verdict = await verify(credential.token);
+      if (verdict === 'busy') {
+        ctx.extra.socket.close(1013, 'The gateway serves too many tokens; try again later');
+      }
+      return verdict === 'ok';
     },
     /** Null when the operation may run; else the socket has been closed with 4403. */
     onSubscribe: async (
@@ -524,7 +535,7 @@ export function websocketAuth(hub: StreamHub) {
         connectionParams: ctx.connectionParams ?? {},
         params: params as InitialContext['params'],
       });
-      if (credential.kind === 'token' && (await verify(credential.token))) {
+      if (credential.kind === 'token' && (await verify(credential.token)) === 'ok') {
         return null;
       }
       ctx.extra.socket.close(4403, 'Forbidden');
