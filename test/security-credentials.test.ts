@@ -240,6 +240,22 @@ describe('websocket credentials', () => {
     expect([...readyStatuses]).toEqual([200]);
   });
 
+  it('a flood of distinct well-formed bogus tokens opens no upstream socket and leaves no state', async () => {
+    const sockets = stack.sandbox.streaming.socketCount();
+    const codes = await Promise.all(
+      Array.from({ length: 150 }, async (_, i) => {
+        const ws = new WsClient(wsUrl());
+        await ws.open();
+        ws.send({ type: 'connection_init', payload: { token: `bogus${i}token${Date.now()}` } });
+        return ws.closed;
+      }),
+    );
+    expect(new Set(codes)).toEqual(new Set([4403]));
+    expect(stack.sandbox.streaming.socketCount()).toBe(sockets);
+    expect(stack.gateway.client.breakerState).toBe('closed');
+    expect((await meOf(DEMO_TOKENS.alice)).id).toBe(stack.sandbox.demo?.users.alice.id);
+  });
+
   it('never writes a credential to the logs', () => {
     expect(lines.length).toBeGreaterThan(0);
     for (const line of lines) {
