@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { grantRole } from '../src/sandbox/seeds/public.js';
@@ -216,7 +216,7 @@ describe('invite codes of an invite-capable user', () => {
 
 // --- The sandbox against the recordings -------------------------------------------------------
 
-describe.skipIf(!existsSync(recorded))('contract: recorded invite codes and signup', () => {
+describe('contract: recorded invite codes and signup', () => {
   let contract: Stack;
   const tokens: Record<string, string> = {};
   const mapped = new Map<string, string>();

@@ -1,7 +1,8 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { errorCode as code, DEMO_TOKENS, type Stack, startStack } from './harness.js';
+import { recordedDir } from './support/recordings.js';
 
 /**
  * Push subscriptions end to end: `pushSubscription`, `registerPushSubscription`,
@@ -172,7 +173,7 @@ describe('pushSubscription, updatePushSubscription and unregisterPushSubscriptio
 
 // --- The sandbox against the recordings -------------------------------------------------------
 
-const recorded = resolve(import.meta.dirname, '../../shared/misskey/recorded');
+const recorded = recordedDir;
 
 interface Recording {
   endpoint: string;
@@ -182,7 +183,7 @@ interface Recording {
   response: Record<string, unknown> | null;
 }
 
-describe.skipIf(!existsSync(recorded))('contract: recorded sw endpoints', () => {
+describe('contract: recorded sw endpoints', () => {
   let contract: Stack;
   beforeAll(async () => {
     contract = await startStack({ sandbox: { rateLimits: false } });

@@ -1,11 +1,11 @@
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { DEMO_TOKENS } from '../src/sandbox/seed.js';
 import { type Sandbox, startSandbox } from '../src/sandbox/server.js';
+import { scenariosDir } from './support/recordings.js';
 
 let sandbox: Sandbox;
 let ids: { alice: string; bob: string; carol: string };
@@ -436,14 +436,10 @@ describe('sandbox /streaming fault knobs', () => {
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..');
-const scenario = resolve(root, '../shared/misskey/scenarios/stream-a.json');
-const replayer = resolve(root, '../shared/misskey/scenarios/replay.mjs');
-const haveScenario = existsSync(scenario) && existsSync(replayer);
-if (!haveScenario) {
-  console.warn(`skipping the stream-a.json replay: ${scenario} is not there`);
-}
+const scenario = resolve(scenariosDir, 'stream-a.json');
+const replayer = resolve(scenariosDir, 'replay.mjs');
 
-describe.skipIf(!haveScenario)('stream-a.json replay against an empty sandbox', () => {
+describe('stream-a.json replay against an empty sandbox', () => {
   it('matches every step', { timeout: 180_000 }, async () => {
     const empty = await startSandbox({ port: 0, seed: 'empty' });
     try {

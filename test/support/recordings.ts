@@ -1,9 +1,13 @@
 import { resolve } from 'node:path';
 
-/** Where the recordings of a real Misskey 2026.5.4 live (beside the repository). */
-export const recordedDir = resolve(import.meta.dirname, '../../../shared/misskey/recorded');
+/** Real Misskey 2026.5.4 answers, kept with the tests (test/fixtures/misskey/README.md). */
+export const fixturesDir = resolve(import.meta.dirname, '../fixtures/misskey');
+/** Recorded request/response pairs, errors and stream sessions. */
+export const recordedDir = resolve(fixturesDir, 'recorded');
+/** Replayable scenarios recorded from an empty instance, with their replayer. */
+export const scenariosDir = resolve(fixturesDir, 'scenarios');
 
-/** One recorded call (../shared/misskey/recorded/*.json). */
+/** One recorded call (test/fixtures/misskey/recorded/*.json). */
 export interface Recording {
   endpoint: string;
   method?: string;
