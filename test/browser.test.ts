@@ -9,10 +9,17 @@ import { DEMO_TOKENS } from '../src/sandbox/seed.js';
 /**
  * GraphiQL in a real headless Chromium (Debian's package, driven by playwright-core; no browser is
  * ever downloaded), against `npm start` as a newcomer runs it: the gateway in front of the demo
- * sandbox, as a real process. This test never skips: .ci/run installs Chromium when it is missing.
+ * sandbox, as a real process. Without Chromium it skips with one line saying how to enable it,
+ * except in CI (`CI=true`), where it must run (.ci/run installs Debian's chromium).
  */
 const root = resolve(import.meta.dirname, '..');
 const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const skip = !existsSync(executablePath) && process.env.CI !== 'true';
+if (skip) {
+  console.warn(
+    `browser tests skipped: no Chromium at ${executablePath} (apt-get install chromium, or set CHROMIUM_PATH)`,
+  );
+}
 
 let server: ChildProcess | undefined;
 let origin = '';
@@ -23,6 +30,9 @@ const requested: string[] = [];
 const problems: string[] = [];
 
 beforeAll(async () => {
+  if (skip) {
+    return;
+  }
   if (!existsSync(executablePath)) {
     throw new Error(
       `Chromium not found at ${executablePath}: install it (apt-get install chromium, as .ci/run ` +
@@ -128,7 +138,7 @@ async function resultText(page: Page): Promise<string> {
   return (text ?? '').replace(/\u00a0/g, ' ');
 }
 
-describe('GraphiQL in Chromium against the demo sandbox', () => {
+describe.skipIf(skip)('GraphiQL in Chromium against the demo sandbox', () => {
   let alice: Page;
   let conversationHeadline = '';
 
