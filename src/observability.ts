@@ -30,7 +30,8 @@ export function requestIdFrom(header: string | string[] | undefined): string {
   return value !== undefined && REQUEST_ID.test(value) ? value : randomUUID();
 }
 
-const BEARER = /(bearer\s+)[^\s"',;]+/gi;
+// "Bearer Bearer x" must not leave x behind: repeated schemes are part of the prefix.
+const BEARER = /(bearer\s+)(?:bearer\s+)*[^\s"',;]+/gi;
 
 /** Removes anything shaped like a bearer credential from a text. */
 export function scrub(text: string): string {

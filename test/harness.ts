@@ -1,4 +1,6 @@
-import { afterAll } from 'vitest';
+import { Writable } from 'node:stream';
+import { afterAll, expect } from 'vitest';
+import { createLogger } from '../src/observability.js';
 import { DEMO_TOKENS } from '../src/sandbox/seed.js';
 import { type Sandbox, type SandboxOptions, startSandbox } from '../src/sandbox/server.js';
 import { createGateway, type Gateway, type GatewayOptions } from '../src/server.js';
@@ -42,9 +44,42 @@ export function demoUserIds(stack: Stack): Record<'admin' | 'alice' | 'bob' | 'c
 }
 
 const leftovers: (() => Promise<void>)[] = [];
+/** Log lines that were not JSON or held a demo token, over every stack of the test file. */
+const logProblems: string[] = [];
+let logLines = 0;
 afterAll(async () => {
   await Promise.all(leftovers.splice(0).map((dispose) => dispose()));
+  expect(logProblems, `${logProblems.length} bad log lines of ${logLines}`).toEqual([]);
 });
+
+const TOKEN_VALUES = Object.values(DEMO_TOKENS);
+
+/**
+ * The production logger (JSON lines at `TEST_LOG_LEVEL`, default `info`) writing into a capture
+ * that checks every line: valid JSON, and no demo token anywhere in it.
+ */
+export function checkedLogger(level = process.env.TEST_LOG_LEVEL ?? 'info') {
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      for (const line of String(chunk).split('\n')) {
+        if (line === '') {
+          continue;
+        }
+        logLines++;
+        try {
+          JSON.parse(line);
+        } catch {
+          logProblems.push(`not JSON: ${line.slice(0, 200)}`);
+        }
+        if (TOKEN_VALUES.some((token) => line.includes(token))) {
+          logProblems.push(`token in: ${line.slice(0, 200)}`);
+        }
+      }
+      done();
+    },
+  });
+  return createLogger(level as Parameters<typeof createLogger>[0], sink);
+}
 
 /** The sandbox (demo data unless told otherwise) and a gateway in front of it, on free ports.
  *  Closed after the test file, even if the test forgets. */
@@ -57,6 +92,8 @@ export async function startStack(
     misskeyUrl: sandbox.origin,
     port: 0,
     upstreamTimeoutMs: 5_000,
+    // Production defaults: the logger on (metrics are on unless a test turns them off).
+    logger: checkedLogger(),
     ...options.gateway,
     onUpstreamCall: (event) => {
       upstreamCalls.push(event);
