@@ -35,6 +35,9 @@ describe('hardening configuration', () => {
       WS_MAX_PAYLOAD_BYTES: '2048',
       WS_MAX_SUBSCRIPTIONS: '4',
       WS_INIT_TIMEOUT_MS: '1500',
+      WS_MAX_SOCKETS_PER_TOKEN: '6',
+      WS_MAX_SUBSCRIPTIONS_PER_TOKEN: '40',
+      WS_IDLE_WITHOUT_TOKEN_MS: '2500',
       OPERATION_TIMEOUT_MS: '2500',
       UPSTREAM_RETRIES: '0',
       UPSTREAM_RETRY_DELAY_MS: '20',
@@ -61,6 +64,9 @@ describe('hardening configuration', () => {
       wsMaxPayloadBytes: 2048,
       wsMaxSubscriptions: 4,
       wsInitTimeoutMs: 1500,
+      wsMaxSocketsPerToken: 6,
+      wsMaxSubscriptionsPerToken: 40,
+      wsIdleWithoutTokenMs: 2500,
     });
     expect(config).toMatchObject({
       operationTimeoutMs: 2500,
