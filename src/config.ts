@@ -41,6 +41,8 @@ export interface Config {
   metrics: boolean;
   /** Redis shared by the replicas (response cache, rate limits); `null` = in memory. */
   redisUrl: string | null;
+  /** Staleness bound of the shared lite-user cache, in ms (0 = off). */
+  userCacheTtlMs: number;
 }
 
 export interface LimitsConfig {
@@ -285,5 +287,6 @@ export function loadConfig(env: Env = process.env): Config {
     trustProxy: boolean(env, 'TRUST_PROXY', false),
     metrics: boolean(env, 'METRICS', true),
     redisUrl: redisUrl(env, 'REDIS_URL'),
+    userCacheTtlMs: integer(env, 'USER_CACHE_TTL_MS', 30_000, 0, 3_600_000),
   };
 }

@@ -1,6 +1,7 @@
 import DataLoader from 'dataloader';
 import type { YogaInitialContext } from 'graphql-yoga';
 import { fromUpstream, malformedCredential } from './errors.js';
+import type { UserCache } from './loaders/user-cache.js';
 import { loadUsers } from './loaders/users.js';
 import type {
   EndpointName,
@@ -33,6 +34,8 @@ export interface Context {
     params: EndpointParams<E>,
   ): Promise<EndpointResult<E>>;
   readonly users: UserDirectory;
+  /** The shared cache of lite users (null when off); per-event contexts reuse it. */
+  readonly userCache: UserCache | null;
   /** The caller (`i`), fetched at most once per request. */
   viewer(): Promise<MeDetailed>;
   /** Loaders of other domains, created on first use in this request. */
@@ -41,16 +44,28 @@ export interface Context {
   readonly stream?: StreamHub;
 }
 
-/** Users of one request: a batched `users/show` loader plus every user a response embedded. */
+/**
+ * Users of one request: a batched `users/show` loader, every user a response embedded, and the
+ * shared cache of lite users (when on) between the two.
+ */
 export class UserDirectory {
   readonly #embedded = new Map<string, AnyUser>();
+  readonly #cache: UserCache | null;
+  #viaCache: DataLoader<string, AnyUser | null> | undefined;
   readonly loader: DataLoader<string, UserDetailed | null>;
 
-  constructor(client: MisskeyClient, token: string | null) {
+  constructor(client: MisskeyClient, token: string | null, cache: UserCache | null = null) {
+    this.#cache = cache;
     this.loader = new DataLoader(
       async (ids) => {
         try {
-          return await loadUsers(client, token, ids);
+          const users = await loadUsers(client, token, ids);
+          for (const user of users) {
+            if (user) {
+              cache?.put(user);
+            }
+          }
+          return users;
         } catch (error) {
           throw fromUpstream(error);
         }
@@ -70,17 +85,42 @@ export class UserDirectory {
     const known = this.#embedded.get(user.id);
     if (!known || (!isDetailed(known) && isDetailed(user))) {
       this.#embedded.set(user.id, user);
+      this.#cache?.put(user);
     }
   }
 
-  /** A user by id: embedded if seen in this request, else through the loader (null if unknown). */
+  /** A user by id: embedded if seen in this request, else the shared lite cache, else through
+   *  the loader (null if unknown). Detail fields of a lite user load the detailed form. */
   async byId(id: string): Promise<AnyUser | null> {
-    return this.#embedded.get(id) ?? (await this.loader.load(id));
+    const embedded = this.#embedded.get(id);
+    if (embedded) {
+      return embedded;
+    }
+    if (!this.#cache) {
+      return await this.loader.load(id);
+    }
+    this.#viaCache ??= this.#cachedLoader(this.#cache);
+    return await this.#viaCache.load(id);
   }
 
   /** The detailed form of a user (loads it when only the lite form is known). */
   async detailed(user: AnyUser): Promise<UserDetailed | null> {
     return isDetailed(user) ? user : await this.loader.load(user.id);
+  }
+
+  /** One cache read per batch of ids; the misses go to `users/show` together. */
+  #cachedLoader(cache: UserCache): DataLoader<string, AnyUser | null> {
+    return new DataLoader(
+      async (ids) => {
+        const cached = await cache.getMany(ids);
+        const missing = ids.filter((_, i) => cached[i] === undefined);
+        const loaded = missing.length > 0 ? await this.loader.loadMany(missing) : [];
+        const byId = new Map<string, AnyUser | null | Error>();
+        missing.forEach((id, i) => byId.set(id, loaded[i] ?? null));
+        return ids.map((id, i) => cached[i] ?? byId.get(id) ?? null);
+      },
+      { maxBatchSize: 1000 },
+    );
   }
 }
 
@@ -155,7 +195,7 @@ export function tokenFrom(initial: InitialContext): string | null {
   return credential.kind === 'token' ? credential.token : null;
 }
 
-export function createContextFactory(client: MisskeyClient) {
+export function createContextFactory(client: MisskeyClient, userCache: UserCache | null = null) {
   return (initial: InitialContext): Context => {
     const token = tokenFrom(initial);
     const call = async <E extends EndpointName>(
@@ -176,7 +216,8 @@ export function createContextFactory(client: MisskeyClient) {
       client,
       call: (endpoint, params) => call(endpoint, params, token),
       callPublic: (endpoint, params) => call(endpoint, params, null),
-      users: new UserDirectory(client, token),
+      users: new UserDirectory(client, token, userCache),
+      userCache,
       viewer: () => {
         viewer ??= call('i', {}, token).then((me) => {
           context.users.remember(me as unknown as UserDetailed);

@@ -23,6 +23,7 @@ import {
 import { maskUnexpected } from './errors.js';
 import { createGraphiQL, type GraphiQLDefaults } from './graphiql.js';
 import { GatewayRateLimit, type GatewayRateLimits, limitError } from './limits.js';
+import { createUserCache } from './loaders/user-cache.js';
 import {
   createLogger,
   GatewayMetrics,
@@ -73,6 +74,8 @@ export interface GatewayOptions {
   trustProxy?: boolean;
   /** Serve `/metrics` (default true). */
   metrics?: boolean;
+  /** Staleness bound of the shared cache of lite users, in ms (default 30 000; 0 = off). */
+  userCacheTtlMs?: number;
   /** Redis shared by replicas for the response cache and the rate limit (default: memory). */
   redisUrl?: string | null;
   /** Command deadline and cooldown of the Redis connection. */
@@ -117,6 +120,7 @@ export function gatewayOptionsFromConfig(config: Config, misskeyUrl: string): Ga
     trustProxy: config.trustProxy,
     metrics: config.metrics,
     redisUrl: config.redisUrl,
+    userCacheTtlMs: config.userCacheTtlMs,
   };
 }
 
@@ -184,7 +188,12 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     () => metrics?.rateLimited.inc(),
     redis,
   );
-  const contextFactory = createContextFactory(client);
+  const userCache = createUserCache({
+    ttlMs: options.userCacheTtlMs ?? 30_000,
+    redis,
+    namespace: options.misskeyUrl,
+  });
+  const contextFactory = createContextFactory(client, userCache);
   const stream = new StreamHub(client, {
     ...options.stream,
     onLog: (event, details) => {

@@ -392,7 +392,10 @@ async function openStream<T>(
 /** Fresh per-request caches on the subscription's context (Pothos' advice for subscriptions:
  *  loaders must not live across events). */
 function renew(ctx: Context): void {
-  const fresh = createContextFactory(ctx.client)({
+  const fresh = createContextFactory(
+    ctx.client,
+    ctx.userCache,
+  )({
     connectionParams: ctx.token === null ? {} : { token: ctx.token },
   } as InitialContext);
   Object.assign(ctx, { users: fresh.users, viewer: fresh.viewer, loader: fresh.loader });
