@@ -1,6 +1,7 @@
 import WebSocket from 'ws';
 import type { MisskeyClient } from './client.js';
-import { MisskeyApiError } from './errors.js';
+import { isValidToken } from './credentials.js';
+import { InvalidCredentialError, MisskeyApiError } from './errors.js';
 
 /**
  * The stream hub: Misskey's `/streaming` websocket for the whole process, GraphQL-free.
@@ -105,6 +106,9 @@ export interface StreamHubOptions {
   backoff?: { initialMs?: number; maxMs?: number };
   /** Misskey's `MAX_CHANNELS_PER_CONNECTION`. */
   maxChannelsPerSocket?: number;
+  /** Largest frame accepted from the upstream; a larger one closes that socket (1009), which is
+   *  then reconnected like any dropped socket. Default 1 MiB. */
+  maxFrameBytes?: number;
   /** Called on socket and channel lifecycle changes (logs, metrics). */
   onLog?: (event: string, details: Record<string, unknown>) => void;
 }
@@ -369,6 +373,8 @@ class TokenStream {
       headers: { authorization: `Bearer ${this.token}` },
       handshakeTimeout: this.hub.options.connectTimeoutMs,
       perMessageDeflate: false,
+      // Without it, ws buffers frames of up to 100 MiB from the upstream.
+      maxPayload: this.hub.options.maxFrameBytes,
     });
     this.#ws = ws;
     const current = () => this.#ws === ws;
@@ -785,6 +791,7 @@ export class StreamHub {
       readyTimeoutMs: options.readyTimeoutMs ?? 20_000,
       idleCloseMs: options.idleCloseMs ?? 1_000,
       maxChannelsPerSocket: options.maxChannelsPerSocket ?? 32,
+      maxFrameBytes: options.maxFrameBytes ?? 1024 * 1024,
       backoff: {
         initialMs: options.backoff?.initialMs ?? 250,
         maxMs: options.backoff?.maxMs ?? 15_000,
@@ -794,8 +801,10 @@ export class StreamHub {
 
   /** Joins a channel with `token`'s socket (opening it if needed). */
   subscribe(token: string, spec: ChannelSpec, listener: StreamListener): StreamSubscription {
-    if (this.#closed) {
-      const ready = Promise.reject(new StreamClosedError());
+    if (this.#closed || !isValidToken(token)) {
+      const ready = Promise.reject(
+        this.#closed ? new StreamClosedError() : new InvalidCredentialError('streaming'),
+      );
       ready.catch(() => {});
       return { ready, close: () => {} };
     }
@@ -807,6 +816,10 @@ export class StreamHub {
   whoami(token: string): Promise<string> {
     if (this.#closed) {
       return Promise.reject(new StreamClosedError());
+    }
+    if (!isValidToken(token)) {
+      // Checked before a token stream is made for it (the client would refuse it too).
+      return Promise.reject(new InvalidCredentialError('i'));
     }
     const stream = this.#stream(token);
     stream.keepIdle();
@@ -874,10 +887,11 @@ export class StreamHub {
   }
 }
 
-/** True for the errors that mean "the token is not valid" (handshake or REST). */
+/** True for the errors that mean "the token is not valid" (malformed, handshake or REST). */
 export function isAuthFailure(error: unknown): boolean {
   return (
     error instanceof StreamAuthError ||
+    error instanceof InvalidCredentialError ||
     (error instanceof MisskeyApiError && (error.status === 401 || error.status === 403))
   );
 }
