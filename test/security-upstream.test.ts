@@ -8,10 +8,19 @@ import { MisskeyClient } from '../src/upstream/client.js';
 import { isValidToken, MAX_TOKEN_LENGTH } from '../src/upstream/credentials.js';
 import {
   InvalidCredentialError,
+  MAX_ERROR_FIELD_CHARS,
+  MAX_ERROR_INFO_CHARS,
+  MisskeyApiError,
   UpstreamBadResponseError,
   UpstreamTimeoutError,
 } from '../src/upstream/errors.js';
 import { createPool } from '../src/upstream/pool.js';
+import {
+  boundList,
+  MAX_JSON_DEPTH,
+  MAX_UNBOUNDED_LIST_ITEMS,
+  nestsDeeperThan,
+} from '../src/upstream/response.js';
 import { errorCode, startStack } from './harness.js';
 
 /**
@@ -286,5 +295,38 @@ describe('what opens the breaker', () => {
     }
     expect(client.breakerState).toBe('open');
     await client.destroy();
+  });
+});
+
+describe('response bounds', () => {
+  it('nesting is counted outside strings only', () => {
+    expect(nestsDeeperThan('[[[]]]', 3)).toBe(false);
+    expect(nestsDeeperThan('[[[[]]]]', 3)).toBe(true);
+    expect(nestsDeeperThan('{"a":"[[[[[[","b":"\\"[[[[[["}', 1)).toBe(false);
+    expect(nestsDeeperThan('{"a":"\\\\","b":[[{}]]}', 3)).toBe(true);
+    expect(nestsDeeperThan(`${'['.repeat(65)}${']'.repeat(65)}`, MAX_JSON_DEPTH)).toBe(true);
+  });
+
+  it('lists are cut to limit, to userIds for users/show, else to the general bound', () => {
+    const many = Array.from({ length: 5_000 }, (_, i) => i);
+    expect(boundList('hashtags/list', { limit: 10 }, many)).toHaveLength(10);
+    expect(boundList('users/show', { userIds: ['a', 'b'] }, many)).toHaveLength(2);
+    expect(boundList('hashtags/trend', {}, many)).toHaveLength(MAX_UNBOUNDED_LIST_ITEMS);
+    expect(boundList('hashtags/list', { limit: 10 }, [1, 2])).toEqual([1, 2]);
+    expect(boundList('i', { limit: 1 }, { id: 'x' })).toEqual({ id: 'x' });
+  });
+
+  it('Misskey error fields are cut to 1,000 characters and a huge info is dropped', () => {
+    const error = new MisskeyApiError('i', 400, {
+      code: 'C'.repeat(5_000),
+      id: 'I'.repeat(5_000),
+      message: 'M'.repeat(100_000),
+      kind: 'client',
+      info: { big: 'x'.repeat(MAX_ERROR_INFO_CHARS) },
+    });
+    expect(error.code.length).toBeLessThanOrEqual(MAX_ERROR_FIELD_CHARS + 1);
+    expect(error.id.length).toBeLessThanOrEqual(MAX_ERROR_FIELD_CHARS + 1);
+    expect(error.message.length).toBeLessThan(2 * MAX_ERROR_FIELD_CHARS + 100);
+    expect(error.info).toBeUndefined();
   });
 });
