@@ -1,8 +1,10 @@
 import { GraphQLError } from 'graphql';
 import {
+  InvalidCredentialError,
   MisskeyApiError,
   UpstreamBadResponseError,
   UpstreamError,
+  UpstreamRequestRefusedError,
   UpstreamTimeoutError,
   UpstreamUnavailableError,
 } from './upstream/errors.js';
@@ -48,6 +50,14 @@ export function gatewayError(
   extensions: Record<string, unknown> = {},
 ): GraphQLError {
   return new GraphQLError(message, { extensions: { code, ...extensions } });
+}
+
+/** The token sent is not a token at all (see `isValidToken`); Misskey was not asked. */
+export function malformedToken(): GraphQLError {
+  return gatewayError(
+    ErrorCode.UNAUTHENTICATED,
+    'The access token is malformed: send "Authorization: Bearer <token>" with a Misskey token.',
+  );
 }
 
 export function unauthenticated(): GraphQLError {
@@ -135,6 +145,14 @@ export function fromUpstream(error: unknown): GraphQLError | unknown {
   if (!(error instanceof UpstreamError)) {
     return error;
   }
+  if (error instanceof InvalidCredentialError) {
+    return malformedToken();
+  }
+  if (error instanceof UpstreamRequestRefusedError) {
+    return gatewayError(ErrorCode.BAD_USER_INPUT, 'The request cannot be sent to Misskey.', {
+      endpoint: error.endpoint,
+    });
+  }
   if (error instanceof MisskeyApiError) {
     const { code, message } = codeForApiError(error);
     const misskeyMessage = error.status >= 500 ? undefined : misskeyMessageOf(error);
@@ -218,6 +236,9 @@ export function maskUnexpected(error: unknown, message: string): Error {
     original = original.originalError;
   }
   if (original instanceof GraphQLError) {
+    if (isShapeMismatch(original)) {
+      return rebase(upstreamShapeError(), error);
+    }
     return original === error ? original : rebase(original, error);
   }
   const converted = fromUpstream(original);
@@ -227,6 +248,24 @@ export function maskUnexpected(error: unknown, message: string): Error {
   return rebase(
     new GraphQLError(message, { extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR } }),
     error,
+  );
+}
+
+/**
+ * graphql-js found a non-list where the schema has a list: only an upstream answer of the wrong
+ * shape gets there (resolvers pass Misskey's lists through).
+ */
+function isShapeMismatch(error: GraphQLError): boolean {
+  return (
+    error.extensions.code === undefined &&
+    error.message.startsWith('Expected Iterable, but did not find one for field')
+  );
+}
+
+function upstreamShapeError(): GraphQLError {
+  return gatewayError(
+    ErrorCode.UPSTREAM_BAD_RESPONSE,
+    'Misskey sent a response the gateway cannot read.',
   );
 }
 

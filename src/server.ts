@@ -157,6 +157,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
           }
         : undefined,
     deadline: () => requestScope.getStore()?.deadline,
+    caller: () => requestScope.getStore()?.ip,
     onCall: (event) => {
       const outcome = event.error ?? 'ok';
       metrics?.upstreamCalls.inc({

@@ -14,6 +14,8 @@ import { DEMO_TOKENS, type GraphQLResponse, type Stack, startStack } from './har
 const SECRET = 'SECRET-db-password-hunter2';
 const ME = '{ me { id username } }';
 const WRITE = 'mutation { markAllChatMessagesRead }';
+/** Two callers taking turns: one caller alone never opens the breaker. */
+const TAKING_TURNS = [DEMO_TOKENS.alice, DEMO_TOKENS.bob];
 
 let stack: Stack;
 beforeAll(async () => {
@@ -241,7 +243,7 @@ describe('circuit breaker', () => {
   it('opens after 3 failures, fails fast without calling, and closes after a good probe', async () => {
     breaker.sandbox.fail('i', { status: 503, raw: 'maintenance' });
     for (let i = 0; i < 3; i++) {
-      expect(codeOf(await breaker.gql(ME))).toBe('UPSTREAM_UNAVAILABLE');
+      expect(codeOf(await breaker.gql(ME, {}, TAKING_TURNS[i % 2]))).toBe('UPSTREAM_UNAVAILABLE');
     }
     expect(breaker.sandbox.callCount('i')).toBe(3);
     expect(breaker.gateway.client.breakerState).toBe('open');
@@ -274,7 +276,7 @@ describe('circuit breaker', () => {
     breaker.sandbox.resetCalls();
     breaker.sandbox.fail('i', { reset: true });
     for (let i = 0; i < 3; i++) {
-      await breaker.gql(ME);
+      await breaker.gql(ME, {}, TAKING_TURNS[i % 2]);
     }
     expect(breaker.gateway.client.breakerState).toBe('open');
     await new Promise((resolve) => setTimeout(resolve, 350));
@@ -305,7 +307,7 @@ describe('what the breaker counts', () => {
     });
     slowUpstream.sandbox.fail('i', { hang: true });
     for (let i = 0; i < 2; i++) {
-      expect(codeOf(await slowUpstream.gql(ME))).toBe('UPSTREAM_TIMEOUT');
+      expect(codeOf(await slowUpstream.gql(ME, {}, TAKING_TURNS[i % 2]))).toBe('UPSTREAM_TIMEOUT');
     }
     expect(slowUpstream.gateway.client.breakerState).toBe('open');
 
@@ -319,7 +321,7 @@ describe('what the breaker counts', () => {
     });
     impatient.sandbox.fail('i', { hang: true });
     for (let i = 0; i < 3; i++) {
-      expect(codeOf(await impatient.gql(ME))).toBe('UPSTREAM_TIMEOUT');
+      expect(codeOf(await impatient.gql(ME, {}, TAKING_TURNS[i % 2]))).toBe('UPSTREAM_TIMEOUT');
     }
     expect(impatient.gateway.client.breakerState).toBe('closed');
     await Promise.all([slowUpstream.close(), impatient.close()]);

@@ -1,9 +1,12 @@
 import type { Endpoints } from 'misskey-js';
-import { Pool, errors as undiciErrors } from 'undici';
+import { type Pool, errors as undiciErrors } from 'undici';
+import { isValidToken, tokenCallerKey } from './credentials.js';
 import {
+  InvalidCredentialError,
   isMisskeyErrorBody,
   MisskeyApiError,
   UpstreamBadResponseError,
+  UpstreamRequestRefusedError,
   UpstreamTimeoutError,
   UpstreamUnavailableError,
 } from './errors.js';
@@ -17,6 +20,14 @@ import {
   READ_ENDPOINTS,
   type RetryOptions,
 } from './policy.js';
+import { createPool } from './pool.js';
+import {
+  boundList,
+  MAX_BODY_BYTES,
+  MAX_JSON_DEPTH,
+  nestsDeeperThan,
+  readBoundedText,
+} from './response.js';
 
 export type EndpointName = keyof Endpoints;
 export type EndpointParams<E extends EndpointName> = Endpoints[E]['req'];
@@ -31,8 +42,9 @@ export interface MisskeyClientOptions {
   keepAliveTimeoutMs?: number;
   /** Called after every request sent upstream, retries included (for metrics and tests). */
   onCall?: (event: UpstreamCallEvent) => void;
-  /** Called when a call is refused without a request: breaker open, or deadline already spent. */
-  onRefused?: (event: { endpoint: string; reason: 'circuit-open' | 'deadline' }) => void;
+  /** Called when a call is refused without a request: breaker open, deadline already spent, or a
+   *  malformed token. */
+  onRefused?: (event: { endpoint: string; reason: RefusalReason }) => void;
   /** Retries of read endpoints (`READ_ENDPOINTS`) after connection errors and 502/503/504.
    *  Off unless given. */
   retry?: RetryOptions;
@@ -44,7 +56,14 @@ export interface MisskeyClientOptions {
    * AsyncLocalStorage scope).
    */
   deadline?: () => number | undefined;
+  /**
+   * Who the current call is made for when it carries no token (e.g. the client address from an
+   * AsyncLocalStorage scope): the breaker counts a bounded share of failures per caller.
+   */
+  caller?: () => string | undefined;
 }
+
+export type RefusalReason = 'circuit-open' | 'deadline' | 'invalid-credential';
 
 export interface UpstreamCallEvent {
   endpoint: string;
@@ -61,6 +80,8 @@ export interface CallOptions {
   timeoutMs?: number;
   /** Absolute deadline (epoch ms), overriding the `deadline` provider. */
   deadline?: number;
+  /** Who the call is made for, overriding the token's hash and the `caller` provider. */
+  caller?: string;
 }
 
 /** Sockets of the pool (undici `PoolStats`). */
@@ -73,7 +94,8 @@ export interface UpstreamSocketStats {
   pending: number;
 }
 
-const MAX_BODY_BYTES = 16 * 1024 * 1024;
+/** Misskey endpoint names (`notes/create`, `i`): nothing undici could refuse in a path. */
+const ENDPOINT = /^[A-Za-z0-9][A-Za-z0-9/_-]{0,127}$/;
 
 /**
  * The one way this process talks to Misskey's REST API: `POST /api/<endpoint>` with a JSON body on
@@ -83,9 +105,13 @@ const MAX_BODY_BYTES = 16 * 1024 * 1024;
  * - `MisskeyApiError` when Misskey refuses the call (`{ error: {...} }` with its HTTP status);
  * - `UpstreamUnavailableError` when the connection is refused, reset or closed early;
  * - `UpstreamTimeoutError` when the deadline passes (the request is aborted);
- * - `UpstreamBadResponseError` when the answer is not Misskey JSON;
- * - `CircuitOpenError` (an `UpstreamUnavailableError`) while the breaker is open.
+ * - `UpstreamBadResponseError` when the answer is not Misskey JSON, is over 16 MB or nests
+ *   deeper than 64 levels;
+ * - `CircuitOpenError` (an `UpstreamUnavailableError`) while the breaker is open;
+ * - `InvalidCredentialError` when the token is not an RFC 6750 token (no request is made);
+ * - `UpstreamRequestRefusedError` when undici refuses to send the request.
  * The token is sent only in the `Authorization` header and never appears in any error.
+ * Every call ends by its deadline, by a timer of its own, whatever undici does.
  *
  * With `retry`, read endpoints are tried again after a connection error or a 502/503/504, with
  * jittered backoff, within the operation's deadline; writes are sent exactly once.
@@ -99,6 +125,7 @@ export class MisskeyClient {
   readonly #retry: RetryOptions | undefined;
   readonly #breaker: CircuitBreaker | undefined;
   readonly #deadline: (() => number | undefined) | undefined;
+  readonly #caller: (() => string | undefined) | undefined;
 
   constructor(origin: string, options: MisskeyClientOptions = {}) {
     this.origin = new URL(origin).origin;
@@ -108,14 +135,11 @@ export class MisskeyClient {
     this.#retry = options.retry;
     this.#breaker = options.breaker ? new CircuitBreaker(options.breaker) : undefined;
     this.#deadline = options.deadline;
-    this.#pool = new Pool(this.origin, {
+    this.#caller = options.caller;
+    this.#pool = createPool(this.origin, {
       connections: options.connections ?? 32,
-      pipelining: 1,
-      keepAliveTimeout: options.keepAliveTimeoutMs ?? 4_000,
-      keepAliveMaxTimeout: 60_000,
-      connectTimeout: Math.min(this.#timeoutMs, 5_000),
-      headersTimeout: this.#timeoutMs,
-      bodyTimeout: this.#timeoutMs,
+      keepAliveTimeoutMs: options.keepAliveTimeoutMs ?? 4_000,
+      timeoutMs: this.#timeoutMs,
     });
   }
 
@@ -136,6 +160,8 @@ export class MisskeyClient {
     token: string | null,
     options: CallOptions = {},
   ): Promise<EndpointResult<E>> {
+    const credential = this.#credential(endpoint, token);
+    const caller = options.caller ?? this.#callerOf(credential);
     const deadline = options.deadline ?? this.#deadline?.();
     const retries = this.#retry && READ_ENDPOINTS.has(endpoint) ? this.#retry.retries : 0;
     for (let attempt = 0; ; attempt++) {
@@ -158,23 +184,24 @@ export class MisskeyClient {
         const result = await this.#attempt(
           endpoint,
           params,
-          token,
+          credential,
           { ...options, timeoutMs },
           attempt,
         );
-        this.#breaker?.record(null);
+        this.#breaker?.record(null, caller);
         return result as EndpointResult<E>;
       } catch (error) {
-        // A call cut by the operation's deadline, or abandoned by the caller, is no verdict on
-        // the upstream's health.
-        const cutShort =
+        // A call cut by the operation's deadline, abandoned by the caller, or never sent is no
+        // verdict on the upstream's health.
+        const noVerdict =
           error instanceof CallerAbortedError ||
+          error instanceof UpstreamRequestRefusedError ||
           (error instanceof UpstreamTimeoutError &&
             timeoutMs < (options.timeoutMs ?? this.#timeoutMs));
-        if (cutShort) {
+        if (noVerdict) {
           this.#breaker?.release();
         } else {
-          this.#breaker?.record(error);
+          this.#breaker?.record(error, caller);
         }
         if (attempt >= retries || !isRetryable(error) || !this.#retry) {
           throw error;
@@ -189,6 +216,25 @@ export class MisskeyClient {
         }
       }
     }
+  }
+
+  /**
+   * The token to send (`null` for none), checked before anything else: a malformed one never
+   * reaches undici, the pool or the breaker.
+   */
+  #credential(endpoint: string, token: string | null): string | null {
+    if (token === null || token === '') {
+      return null;
+    }
+    if (!isValidToken(token)) {
+      this.#onRefused?.({ endpoint, reason: 'invalid-credential' });
+      throw new InvalidCredentialError(endpoint);
+    }
+    return token;
+  }
+
+  #callerOf(token: string | null): string {
+    return token !== null ? tokenCallerKey(token) : (this.#caller?.() ?? 'anonymous');
   }
 
   async #attempt(
@@ -218,6 +264,11 @@ export class MisskeyClient {
     }
   }
 
+  /**
+   * One request, bounded in time by a timer of its own: at `timeoutMs` the call rejects with
+   * `UpstreamTimeoutError` and the request is aborted, even when undici would never settle it
+   * (queued for a socket, or a body that trickles in forever).
+   */
   async #request(
     endpoint: string,
     params: unknown,
@@ -226,74 +277,106 @@ export class MisskeyClient {
     onStatus: (status: number) => void,
   ): Promise<unknown> {
     const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
-    const deadline = AbortSignal.timeout(timeoutMs);
-    const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
+    const request = this.#requestOptions(endpoint, params, token);
+    const controller = new AbortController();
+    const callerSignal = options.signal;
+    let timedOut = false;
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    const cut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        timedOut = true;
+        controller.abort();
+        reject(new UpstreamTimeoutError(endpoint, timeoutMs));
+      }, timeoutMs);
+      onAbort = () => {
+        controller.abort();
+        reject(new CallerAbortedError(endpoint));
+      };
+      if (callerSignal?.aborted) {
+        onAbort();
+      } else {
+        callerSignal?.addEventListener('abort', onAbort, { once: true });
+      }
+    });
+    const exchange = this.#exchange(endpoint, request, controller.signal, onStatus);
+    // Whichever loses the race below still settles later; nobody waits for it.
+    exchange.catch(() => {});
+    cut.catch(() => {});
+    let answer: Answer;
+    try {
+      answer = await Promise.race([exchange, cut]);
+    } catch (error) {
+      throw this.#transportError(endpoint, error, timedOut, timeoutMs, callerSignal);
+    } finally {
+      clearTimeout(timer);
+      if (onAbort) {
+        callerSignal?.removeEventListener('abort', onAbort);
+      }
+    }
+    return interpret(endpoint, params, answer);
+  }
+
+  /** What undici is given, all of it checked here so that undici never refuses it. */
+  #requestOptions(endpoint: string, params: unknown, token: string | null): RequestOptions {
+    if (!ENDPOINT.test(endpoint)) {
+      throw new UpstreamRequestRefusedError(endpoint.slice(0, 128), 'invalid endpoint name');
+    }
     const headers: Record<string, string> = { 'content-type': 'application/json' };
-    if (token) {
+    if (token !== null) {
       headers.authorization = `Bearer ${token}`;
     }
-    // Never forward a credential in the body: Misskey hangs on a non-string `i` (API.md §0.1.3).
-    const body = JSON.stringify(stripCredential(params));
-    let text: string;
-    let statusCode: number;
-    let retryAfter: string | string[] | undefined;
+    let body: string;
     try {
-      const res = await this.#pool.request({
-        method: 'POST',
-        path: `/api/${endpoint}`,
-        headers,
-        body,
-        signal,
-      });
-      statusCode = res.statusCode;
-      onStatus(statusCode);
-      retryAfter = res.headers['retry-after'];
-      if (statusCode === 204) {
-        await res.body.dump();
-        return null;
-      }
-      const length = Number(res.headers['content-length'] ?? 0);
-      if (length > MAX_BODY_BYTES) {
-        await res.body.dump();
-        throw new UpstreamBadResponseError(
-          endpoint,
-          statusCode,
-          `body of ${length} bytes is too large`,
-        );
-      }
-      text = await res.body.text();
-    } catch (error) {
-      throw this.#transportError(endpoint, error, deadline, timeoutMs, options.signal);
-    }
-    let payload: unknown;
-    try {
-      payload = text === '' ? null : JSON.parse(text);
+      // Never forward a credential in the body: Misskey hangs on a non-string `i` (API.md §0.1.3).
+      body = JSON.stringify(stripCredential(params));
     } catch {
-      throw new UpstreamBadResponseError(endpoint, statusCode, 'body is not JSON');
+      throw new UpstreamRequestRefusedError(endpoint, 'parameters are not JSON');
     }
-    if (statusCode >= 200 && statusCode < 300) {
-      if (payload === null) {
-        throw new UpstreamBadResponseError(endpoint, statusCode, 'empty body');
-      }
-      return payload;
+    return { method: 'POST' as const, path: `/api/${endpoint}`, headers, body };
+  }
+
+  /** Sends the request and reads the whole answer, at most `MAX_BODY_BYTES` of it. */
+  async #exchange(
+    endpoint: string,
+    request: RequestOptions,
+    signal: AbortSignal,
+    onStatus: (status: number) => void,
+  ): Promise<Answer> {
+    const res = await this.#pool.request({ ...request, signal });
+    const status = res.statusCode;
+    onStatus(status);
+    const retryAfter = parseRetryAfter(res.headers['retry-after']);
+    if (status === 204) {
+      await res.body.dump();
+      return { status, text: null, retryAfter };
     }
-    if (isMisskeyErrorBody(payload)) {
-      throw new MisskeyApiError(endpoint, statusCode, payload.error, parseRetryAfter(retryAfter));
+    if (Number(res.headers['content-length'] ?? 0) > MAX_BODY_BYTES) {
+      res.body.destroy();
+      throw new UpstreamBadResponseError(endpoint, status, 'body is too large');
     }
-    throw new UpstreamBadResponseError(endpoint, statusCode, 'error without a Misskey error body');
+    const text = await readBoundedText(res.body, MAX_BODY_BYTES);
+    if (text === null) {
+      throw new UpstreamBadResponseError(endpoint, status, 'body is too large');
+    }
+    return { status, text, retryAfter };
   }
 
   #transportError(
     endpoint: string,
     error: unknown,
-    deadline: AbortSignal,
+    timedOut: boolean,
     timeoutMs: number,
     callerSignal: AbortSignal | undefined,
   ): Error {
-    if (error instanceof UpstreamBadResponseError) {
+    if (
+      error instanceof UpstreamBadResponseError ||
+      error instanceof UpstreamTimeoutError ||
+      error instanceof CallerAbortedError
+    ) {
       return error;
     }
-    if (deadline.aborted && !callerSignal?.aborted) {
+    if (timedOut) {
       return new UpstreamTimeoutError(endpoint, timeoutMs);
     }
     const code = (error as { code?: unknown }).code;
@@ -306,6 +389,10 @@ export class MisskeyClient {
     }
     if (callerSignal?.aborted) {
       return new CallerAbortedError(endpoint);
+    }
+    if (code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_NOT_SUPPORTED') {
+      // undici would not send it: the request was at fault, not the upstream.
+      return new UpstreamRequestRefusedError(endpoint, code);
     }
     const reason =
       typeof code === 'string'
@@ -325,6 +412,51 @@ export class MisskeyClient {
   async destroy(): Promise<void> {
     await this.#pool.destroy();
   }
+}
+
+interface RequestOptions {
+  method: 'POST';
+  path: string;
+  headers: Record<string, string>;
+  body: string;
+}
+
+interface Answer {
+  status: number;
+  /** `null` for a 204. */
+  text: string | null;
+  retryAfter: number | undefined;
+}
+
+/** The result of a complete answer, or the typed error it stands for. */
+function interpret(endpoint: string, params: unknown, answer: Answer): unknown {
+  const { status, text } = answer;
+  if (text === null) {
+    return null;
+  }
+  if (nestsDeeperThan(text, MAX_JSON_DEPTH)) {
+    throw new UpstreamBadResponseError(
+      endpoint,
+      status,
+      `JSON nests deeper than ${MAX_JSON_DEPTH}`,
+    );
+  }
+  let payload: unknown;
+  try {
+    payload = text === '' ? null : JSON.parse(text);
+  } catch {
+    throw new UpstreamBadResponseError(endpoint, status, 'body is not JSON');
+  }
+  if (status >= 200 && status < 300) {
+    if (payload === null) {
+      throw new UpstreamBadResponseError(endpoint, status, 'empty body');
+    }
+    return boundList(endpoint, params, payload);
+  }
+  if (isMisskeyErrorBody(payload)) {
+    throw new MisskeyApiError(endpoint, status, payload.error, answer.retryAfter);
+  }
+  throw new UpstreamBadResponseError(endpoint, status, 'error without a Misskey error body');
 }
 
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {

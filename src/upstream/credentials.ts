@@ -1,15 +1,28 @@
-/**
- * What a Misskey access token may look like, checked before a token goes anywhere (an HTTP
- * header, a map key, the stream hub). RFC 6750's `b64token` is the widest a Bearer credential may
- * be; Misskey's own tokens are alphanumeric and far shorter than the bound.
- */
+import { createHash } from 'node:crypto';
 
-/** Longest token accepted (Misskey's are 16 or 32 characters). */
+/**
+ * What the gateway accepts as a Misskey access token, at the edge and in the upstream client
+ * alike: an RFC 6750 `b64token` of at most `MAX_TOKEN_LENGTH` characters. Anything else (CR/LF,
+ * NUL, spaces, characters above U+00FF, megabyte strings) would either be refused by undici or
+ * smuggle bytes into the `Authorization` header, so it never leaves the process.
+ */
 export const MAX_TOKEN_LENGTH = 512;
 
 const B64TOKEN = /^[A-Za-z0-9\-._~+/]+=*$/;
 
-/** True when `token` can be sent as `Authorization: Bearer <token>` and could be a Misskey token. */
-export function isValidToken(token: string): boolean {
-  return token.length > 0 && token.length <= MAX_TOKEN_LENGTH && B64TOKEN.test(token);
+export function isValidToken(token: unknown): token is string {
+  return (
+    typeof token === 'string' &&
+    token.length > 0 &&
+    token.length <= MAX_TOKEN_LENGTH &&
+    B64TOKEN.test(token)
+  );
+}
+
+/**
+ * A short, stable, non-reversible name for the holder of a token: used to tell callers apart
+ * (e.g. in the circuit breaker) without keeping the token itself around.
+ */
+export function tokenCallerKey(token: string): string {
+  return `t:${createHash('sha256').update(token).digest('base64url').slice(0, 16)}`;
 }

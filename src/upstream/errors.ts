@@ -4,7 +4,13 @@
  */
 
 export abstract class UpstreamError extends Error {
-  abstract readonly kind: 'api' | 'unavailable' | 'timeout' | 'bad-response';
+  abstract readonly kind:
+    | 'api'
+    | 'unavailable'
+    | 'timeout'
+    | 'bad-response'
+    | 'invalid-credential'
+    | 'refused';
   constructor(
     readonly endpoint: string,
     message: string,
@@ -13,6 +19,12 @@ export abstract class UpstreamError extends Error {
     super(message, options);
   }
 }
+
+/** Longest Misskey error `message`, `code`, `id` or `kind` kept (a hostile upstream may send
+ *  megabytes); longer strings are cut and end with an ellipsis. */
+export const MAX_ERROR_FIELD_CHARS = 1_000;
+/** Largest serialized `info` of a Misskey error kept; a larger one is dropped. */
+export const MAX_ERROR_INFO_CHARS = 10_000;
 
 /** The body Misskey sends with every refused call: `{ error: { code, id, message, kind, info } }`. */
 export interface MisskeyErrorBody {
@@ -39,12 +51,13 @@ export class MisskeyApiError extends UpstreamError {
     body: MisskeyErrorBody,
     retryAfter?: number,
   ) {
-    super(endpoint, `${endpoint}: ${body.code} (${status}): ${body.message}`);
+    const code = bounded(body.code);
+    super(endpoint, `${endpoint}: ${code} (${status}): ${bounded(body.message)}`);
     this.name = 'MisskeyApiError';
-    this.code = body.code;
-    this.id = body.id;
-    this.misskeyKind = body.kind;
-    this.info = body.info;
+    this.code = code;
+    this.id = bounded(body.id);
+    this.misskeyKind = typeof body.kind === 'string' ? bounded(body.kind) : undefined;
+    this.info = boundedInfo(body.info);
     this.retryAfter = retryAfter;
   }
 
@@ -57,7 +70,7 @@ export class MisskeyApiError extends UpstreamError {
       return undefined;
     }
     const e = (this.info as { e?: { message?: unknown } } | undefined)?.e;
-    return typeof e?.message === 'string' ? e.message : undefined;
+    return typeof e?.message === 'string' ? bounded(e.message) : undefined;
   }
 }
 
@@ -92,6 +105,43 @@ export class UpstreamBadResponseError extends UpstreamError {
   ) {
     super(endpoint, `${endpoint}: bad upstream response (${status}): ${reason}`);
     this.name = 'UpstreamBadResponseError';
+  }
+}
+
+/** The caller's token is not a token (see `isValidToken`): refused before any request. */
+export class InvalidCredentialError extends UpstreamError {
+  readonly kind = 'invalid-credential';
+  constructor(endpoint: string) {
+    super(endpoint, `${endpoint}: the access token is malformed`);
+    this.name = 'InvalidCredentialError';
+  }
+}
+
+/**
+ * undici refused to send the request (an invalid header, path or body): a fault of what the
+ * caller passed, never of the upstream, which was not contacted.
+ */
+export class UpstreamRequestRefusedError extends UpstreamError {
+  readonly kind = 'refused';
+  constructor(endpoint: string, reason: string) {
+    super(endpoint, `${endpoint}: request not sent (${reason})`);
+    this.name = 'UpstreamRequestRefusedError';
+  }
+}
+
+function bounded(value: unknown): string {
+  const text = typeof value === 'string' ? value : String(value ?? '');
+  return text.length > MAX_ERROR_FIELD_CHARS ? `${text.slice(0, MAX_ERROR_FIELD_CHARS)}…` : text;
+}
+
+function boundedInfo(info: unknown): unknown {
+  if (info === undefined || info === null || typeof info !== 'object') {
+    return typeof info === 'string' ? bounded(info) : info;
+  }
+  try {
+    return JSON.stringify(info).length <= MAX_ERROR_INFO_CHARS ? info : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -72,8 +72,12 @@ export function isRetryable(error: unknown): boolean {
 }
 
 /**
- * Counts against the breaker: the upstream is unreachable, slow, or not Misskey. A Misskey error
- * envelope (4xx, or a 500 with a reason) shows a healthy upstream and counts as a success.
+ * Counts against the breaker: only what says the upstream itself is unhealthy. That is, it is
+ * unreachable or broke the connection, it did not answer within the call's own timeout, it
+ * answered 5xx without a Misskey error body (or a proxy said 502/503/504), or it answered 2xx
+ * with something that is not Misskey JSON. Never what a caller can cause at will on a healthy
+ * upstream: a 4xx of any kind (a 431 for a huge header, a 413, Misskey's own refusals), a
+ * Misskey error body, a request undici refused to send, a malformed token.
  */
 export function isUpstreamFailure(error: unknown): boolean {
   if (
@@ -83,12 +87,11 @@ export function isUpstreamFailure(error: unknown): boolean {
   ) {
     return false;
   }
-  if (
-    error instanceof UpstreamUnavailableError ||
-    error instanceof UpstreamTimeoutError ||
-    error instanceof UpstreamBadResponseError
-  ) {
+  if (error instanceof UpstreamUnavailableError || error instanceof UpstreamTimeoutError) {
     return true;
+  }
+  if (error instanceof UpstreamBadResponseError) {
+    return error.status < 400 || error.status >= 500;
   }
   const status = statusOf(error);
   return status !== null && GATEWAY_STATUSES.has(status);
@@ -111,7 +114,10 @@ export function backoffDelay(attempt: number, options: RetryOptions, random = Ma
 export type BreakerState = 'closed' | 'open' | 'half-open';
 
 export interface BreakerOptions {
-  /** Consecutive failures that open the breaker. */
+  /**
+   * Consecutive failures that open the breaker. One caller counts for at most
+   * `ceil(failureThreshold / 2)` of them, so (from 2 on) failures of two callers are needed.
+   */
   failureThreshold: number;
   /** How long the breaker stays open before a single probe call may go through, in ms. */
   cooldownMs: number;
@@ -140,13 +146,16 @@ export class CircuitOpenError extends UpstreamUnavailableError {
 
 /**
  * A consecutive-failure circuit breaker. Closed: calls pass; `failureThreshold` failures in a row
- * open it. Open: calls fail at once with `CircuitOpenError` for `cooldownMs`. Then half-open:
+ * open it, of which one caller (see `record`) counts for at most half, rounded up: a single
+ * client cannot shut the gateway off for everyone by making its own calls fail. Open: calls fail at once with `CircuitOpenError` for `cooldownMs`. Then half-open:
  * exactly one probe call passes (the others still fail fast); its success closes the breaker, its
  * failure opens it for another cooldown.
  */
 export class CircuitBreaker {
   #state: BreakerState = 'closed';
   #failures = 0;
+  /** Failures of the current streak per caller. */
+  readonly #byCaller = new Map<string, number>();
   #openedAt = 0;
   #probing = false;
   readonly #options: BreakerOptions;
@@ -182,21 +191,28 @@ export class CircuitBreaker {
     }
   }
 
-  /** Reports how an admitted call ended. */
-  record(error: unknown | null): void {
+  /** Reports how an admitted call of `caller` (any stable key) ended. */
+  record(error: unknown | null, caller = 'anonymous'): void {
     if (this.#state === 'half-open') {
       this.#probing = false;
     }
     if (error === null || !isUpstreamFailure(error)) {
       this.#failures = 0;
+      this.#byCaller.clear();
       if (this.#state !== 'closed') {
         this.#set('closed');
       }
       return;
     }
-    this.#failures++;
+    const own = this.#byCaller.get(caller) ?? 0;
+    if (own < Math.ceil(this.#options.failureThreshold / 2)) {
+      this.#byCaller.set(caller, own + 1);
+      this.#failures++;
+    }
     if (this.#state === 'half-open' || this.#failures >= this.#options.failureThreshold) {
       this.#openedAt = Date.now();
+      this.#failures = 0;
+      this.#byCaller.clear();
       this.#set('open');
     }
   }

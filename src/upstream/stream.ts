@@ -1,6 +1,7 @@
 import WebSocket from 'ws';
 import type { MisskeyClient } from './client.js';
-import { MisskeyApiError } from './errors.js';
+import { isValidToken } from './credentials.js';
+import { InvalidCredentialError, MisskeyApiError } from './errors.js';
 
 /**
  * The stream hub: Misskey's `/streaming` websocket for the whole process, GraphQL-free.
@@ -115,6 +116,9 @@ export interface StreamHubOptions {
   maxChannelsPerSocket?: number;
   /** Distinct tokens served at once (each may hold one upstream socket). Default 10 000. */
   maxTokens?: number;
+  /** Largest frame accepted from the upstream; a larger one closes that socket (1009), which is
+   *  then reconnected like any dropped socket. Default 1 MiB. */
+  maxFrameBytes?: number;
   /** Called on socket and channel lifecycle changes (logs, metrics). */
   onLog?: (event: string, details: Record<string, unknown>) => void;
 }
@@ -379,6 +383,8 @@ class TokenStream {
       headers: { authorization: `Bearer ${this.token}` },
       handshakeTimeout: this.hub.options.connectTimeoutMs,
       perMessageDeflate: false,
+      // Without it, ws buffers frames of up to 100 MiB from the upstream.
+      maxPayload: this.hub.options.maxFrameBytes,
     });
     this.#ws = ws;
     const current = () => this.#ws === ws;
@@ -796,6 +802,7 @@ export class StreamHub {
       idleCloseMs: options.idleCloseMs ?? 1_000,
       maxChannelsPerSocket: options.maxChannelsPerSocket ?? 32,
       maxTokens: options.maxTokens ?? 10_000,
+      maxFrameBytes: options.maxFrameBytes ?? 1024 * 1024,
       backoff: {
         initialMs: options.backoff?.initialMs ?? 250,
         maxMs: options.backoff?.maxMs ?? 15_000,
@@ -805,8 +812,10 @@ export class StreamHub {
 
   /** Joins a channel with `token`'s socket (opening it if needed). */
   subscribe(token: string, spec: ChannelSpec, listener: StreamListener): StreamSubscription {
-    if (this.#closed) {
-      const ready = Promise.reject(new StreamClosedError());
+    if (this.#closed || !isValidToken(token)) {
+      const ready = Promise.reject(
+        this.#closed ? new StreamClosedError() : new InvalidCredentialError('streaming'),
+      );
       ready.catch(() => {});
       return { ready, close: () => {} };
     }
@@ -824,6 +833,10 @@ export class StreamHub {
   whoami(token: string): Promise<string> {
     if (this.#closed) {
       return Promise.reject(new StreamClosedError());
+    }
+    if (!isValidToken(token)) {
+      // Checked before a token stream is made for it (the client would refuse it too).
+      return Promise.reject(new InvalidCredentialError('i'));
     }
     const stream = this.#stream(token);
     if (!stream) {
@@ -899,10 +912,11 @@ export class StreamHub {
   }
 }
 
-/** True for the errors that mean "the token is not valid" (handshake or REST). */
+/** True for the errors that mean "the token is not valid" (malformed, handshake or REST). */
 export function isAuthFailure(error: unknown): boolean {
   return (
     error instanceof StreamAuthError ||
+    error instanceof InvalidCredentialError ||
     (error instanceof MisskeyApiError && (error.status === 401 || error.status === 403))
   );
 }

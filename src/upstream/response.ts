@@ -1,0 +1,81 @@
+/**
+ * Bounds on what the upstream sends back, so a broken or hostile upstream costs a bounded amount
+ * of memory and CPU per call, whatever its headers claim.
+ */
+
+/** Largest body read, counted on the bytes received (a `content-length` may lie or be absent). */
+export const MAX_BODY_BYTES = 16 * 1024 * 1024;
+/** Deepest JSON accepted: Misskey's answers nest a dozen levels; 100,000 would exhaust stacks
+ *  further down (parsing, GraphQL's completion, logging). */
+export const MAX_JSON_DEPTH = 64;
+/** Most items kept of a list answer that no `limit` bounds. */
+export const MAX_UNBOUNDED_LIST_ITEMS = 1_000;
+
+/**
+ * The body as UTF-8 text, or `null` as soon as more than `maxBytes` arrived (the stream is then
+ * destroyed, which closes the socket: nothing more is read).
+ */
+export async function readBoundedText(
+  body: AsyncIterable<Uint8Array> & { destroy(error?: Error): unknown },
+  maxBytes: number,
+): Promise<string | null> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.byteLength;
+    if (size > maxBytes) {
+      body.destroy();
+      return null;
+    }
+    chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+  }
+  return Buffer.concat(chunks, size).toString('utf8');
+}
+
+/**
+ * True when `text` (JSON or not) opens more than `maxDepth` arrays/objects at once, by one pass
+ * over its characters (brackets inside strings do not count). Run before `JSON.parse`.
+ */
+export function nestsDeeperThan(text: string, maxDepth: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) {
+        i++; // skip the escaped character
+      } else if (c === 0x22) {
+        inString = false;
+      }
+    } else if (c === 0x22) {
+      inString = true;
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > maxDepth) {
+        return true;
+      }
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--;
+    }
+  }
+  return false;
+}
+
+/**
+ * A list answer cut to what was asked: `limit` items when the call had a numeric `limit`,
+ * `userIds.length` for `users/show` by ids, else `MAX_UNBOUNDED_LIST_ITEMS`. Misskey never sends
+ * more than asked; an upstream that does cannot make a `first: 10` field return a million items.
+ */
+export function boundList(endpoint: string, params: unknown, payload: unknown): unknown {
+  if (!Array.isArray(payload)) {
+    return payload;
+  }
+  const asked = (params ?? {}) as { limit?: unknown; userIds?: unknown };
+  let max = MAX_UNBOUNDED_LIST_ITEMS;
+  if (typeof asked.limit === 'number' && Number.isFinite(asked.limit)) {
+    max = Math.max(0, Math.floor(asked.limit));
+  }
+  if (endpoint === 'users/show' && Array.isArray(asked.userIds)) {
+    max = asked.userIds.length;
+  }
+  return payload.length > max ? payload.slice(0, max) : payload;
+}
