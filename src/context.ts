@@ -116,7 +116,9 @@ export class UserDirectory {
         const missing = ids.filter((_, i) => cached[i] === undefined);
         const loaded = missing.length > 0 ? await this.loader.loadMany(missing) : [];
         const byId = new Map<string, AnyUser | null | Error>();
-        missing.forEach((id, i) => byId.set(id, loaded[i] ?? null));
+        for (const [i, id] of missing.entries()) {
+          byId.set(id, loaded[i] ?? null);
+        }
         return ids.map((id, i) => cached[i] ?? byId.get(id) ?? null);
       },
       { maxBatchSize: 1000 },
