@@ -160,3 +160,22 @@ export class GatewayMetrics {
 export function routeOf(path: string): string {
   return ['/graphql', '/health', '/ready', '/metrics', '/'].includes(path) ? path : 'other';
 }
+
+/** Upstream statuses the gateway tells apart (success, Misskey's error answers, proxies). */
+const KNOWN_STATUSES = new Set([
+  200, 204, 400, 401, 403, 404, 409, 413, 418, 422, 429, 500, 502, 503, 504,
+]);
+
+/**
+ * Status label of an upstream answer: the upstream may answer any number, so only known
+ * statuses are kept as such, anything else becomes its class (`5xx`), keeping the series bounded.
+ */
+export function statusLabel(status: number | null): string {
+  if (status === null) {
+    return 'none';
+  }
+  if (KNOWN_STATUSES.has(status)) {
+    return String(status);
+  }
+  return status >= 100 && status < 600 ? `${Math.floor(status / 100)}xx` : 'other';
+}

@@ -48,13 +48,16 @@ export function gatewayPlugins(options: PluginOptions = {}): GatewayPlugin[] {
     operationDeadline(options.operationTimeoutMs ?? 15_000),
     // Anonymous public reads (trend 60 s; hashtags, announcements 30 s) from a shared cache.
     responseCache(options.responseCache),
-    // Prometheus `/metrics`; no operationName label: clients choose it, so it could grow unbounded.
+    // Prometheus `/metrics`. No label may carry client-chosen text, or every new value would be
+    // a new series kept forever: no operationName, no error `path` (made of the client's
+    // aliases). What is left is bounded by the schema (fieldName, typeName) or by GraphQL itself
+    // (operationType, phase).
     ...(options.metrics
       ? [
           usePrometheus({
             endpoint: '/metrics',
             registry: options.metrics.registry,
-            labels: { operationName: false },
+            labels: { operationName: false, path: false },
             metrics: { graphql_yoga_http_duration: false },
           }) as GatewayPlugin,
         ]

@@ -23,6 +23,7 @@ import {
   requestIdFrom,
   requestScope,
   routeOf,
+  statusLabel,
 } from './observability.js';
 import { gatewayPlugins } from './plugins.js';
 import { SharedRedis, type SharedRedisOptions } from './redis.js';
@@ -151,7 +152,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       metrics?.upstreamCalls.inc({
         endpoint: event.endpoint,
         outcome,
-        status: event.status === null ? 'none' : String(event.status),
+        status: statusLabel(event.status),
       });
       metrics?.upstreamDuration.observe({ endpoint: event.endpoint }, event.durationMs / 1000);
       logger.debug(
