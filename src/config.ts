@@ -41,7 +41,12 @@ export interface Config {
   metrics: boolean;
   /** Redis shared by the replicas (response cache, rate limits); `null` = in memory. */
   redisUrl: string | null;
+  /** Browser origins allowed to call /graphql cross-origin (never with credentials). */
+  corsOrigins: CorsOrigins;
 }
+
+/** `*`: any origin, answered as `*`; `none`: no CORS headers at all; else exact origins. */
+export type CorsOrigins = '*' | 'none' | readonly string[];
 
 export interface LimitsConfig {
   /** Maximum nesting of selections. */
@@ -199,6 +204,35 @@ function redisUrl(env: Env, name: string): string | null {
   return raw;
 }
 
+/** CORS_ORIGINS: unset or `*`, `none`, or comma-separated exact origins (`https://app.example`). */
+function corsOrigins(env: Env, name: string): CorsOrigins {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === '' || raw === '*') {
+    return '*';
+  }
+  if (raw.toLowerCase() === 'none') {
+    return 'none';
+  }
+  const origins = raw.split(',').map((entry) => entry.trim());
+  for (const entry of origins) {
+    let parsed: URL | null = null;
+    try {
+      parsed = new URL(entry);
+    } catch {
+      // Reported below.
+    }
+    // A browser's Origin header is exactly scheme://host[:port], lower case, default port left
+    // out: anything else would never match, so it is a mistake worth stopping for.
+    if (!parsed || !['http:', 'https:'].includes(parsed.protocol) || parsed.origin !== entry) {
+      throw new ConfigError(
+        name,
+        `"${entry}" is not an exact origin such as https://app.example (no path, no trailing slash), nor "*" or "none" alone`,
+      );
+    }
+  }
+  return origins;
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const logLevel = (env.LOG_LEVEL?.trim().toLowerCase() || 'info') as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) {
@@ -255,5 +289,6 @@ export function loadConfig(env: Env = process.env): Config {
     trustProxy: boolean(env, 'TRUST_PROXY', false),
     metrics: boolean(env, 'METRICS', true),
     redisUrl: redisUrl(env, 'REDIS_URL'),
+    corsOrigins: corsOrigins(env, 'CORS_ORIGINS'),
   };
 }

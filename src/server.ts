@@ -12,9 +12,9 @@ import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import { type Logger, pino } from 'pino';
 import { WebSocketServer } from 'ws';
-import { type Config, DEFAULT_LIMITS, type LimitsConfig } from './config.js';
+import { type Config, type CorsOrigins, DEFAULT_LIMITS, type LimitsConfig } from './config.js';
 import { type Context, createContextFactory, type InitialContext, tokenFrom } from './context.js';
-import { maskUnexpected } from './errors.js';
+import { ErrorCode, maskUnexpected } from './errors.js';
 import { createGraphiQL, type GraphiQLDefaults } from './graphiql.js';
 import { GatewayRateLimit, type GatewayRateLimits, limitError } from './limits.js';
 import {
@@ -25,7 +25,7 @@ import {
   routeOf,
   statusLabel,
 } from './observability.js';
-import { gatewayPlugins } from './plugins.js';
+import { CSRF_HEADERS, gatewayPlugins } from './plugins.js';
 import { SharedRedis, type SharedRedisOptions } from './redis.js';
 import { schema } from './schema/index.js';
 import { websocketAuth } from './schema/subscriptions.js';
@@ -71,6 +71,9 @@ export interface GatewayOptions {
   redisUrl?: string | null;
   /** Command deadline and cooldown of the Redis connection. */
   redis?: SharedRedisOptions;
+  /** Browser origins allowed on /graphql: `*` (default, answered as `*`), `none`, or a list.
+   *  Credentials are never allowed: the gateway authenticates by bearer token, not cookies. */
+  corsOrigins?: CorsOrigins;
 }
 
 export interface Gateway {
@@ -111,6 +114,7 @@ export function gatewayOptionsFromConfig(config: Config, misskeyUrl: string): Ga
     trustProxy: config.trustProxy,
     metrics: config.metrics,
     redisUrl: config.redisUrl,
+    corsOrigins: config.corsOrigins,
   };
 }
 
@@ -195,6 +199,9 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     // GraphiQL is served below from local assets (see graphiql.ts), not by Yoga from a CDN.
     graphiql: false,
     landingPage: false,
+    // CORS is answered in `route` (only /graphql, never with credentials): Yoga's own CORS
+    // reflects any Origin, `null` included, with allow-credentials.
+    cors: false,
     plugins: gatewayPlugins({
       limits,
       operationTimeoutMs: options.operationTimeoutMs,
@@ -223,6 +230,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const graphiql =
     options.graphiql === false ? null : createGraphiQL(options.graphiqlDefaults, '/graphql');
   let ready = true;
+  const corsOrigins = options.corsOrigins ?? '*';
   const route = (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/health') {
@@ -245,6 +253,9 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     if (path === '/') {
       res.writeHead(302, { location: '/graphql' });
       res.end();
+      return;
+    }
+    if (path === yoga.graphqlEndpoint && !graphqlFront(req, res, corsOrigins)) {
       return;
     }
     if (graphiql?.handle(req, res)) {
@@ -491,6 +502,69 @@ function clientIp(req: IncomingMessage, trustProxy: boolean): string {
     }
   }
   return req.socket.remoteAddress ?? 'unknown';
+}
+
+/** Request headers a cross-origin page may send to /graphql (the preflight's answer). */
+const CORS_ALLOW_HEADERS = ['authorization', 'content-type', 'x-request-id', ...CSRF_HEADERS];
+/** Response headers beyond the CORS-safelisted ones that such a page may read. */
+const CORS_EXPOSE_HEADERS = ['x-request-id', 'retry-after'];
+
+/**
+ * The CORS headers for a request from `origin`. Never `allow-credentials`: tokens travel in
+ * `Authorization`, so no cookie-bearing request needs to be allowed. The `null` origin (sandboxed
+ * frames, local files) is never allowed.
+ */
+export function corsHeaders(
+  policy: CorsOrigins,
+  origin: string | undefined,
+  preflight: boolean,
+): Record<string, string> {
+  if (policy === 'none') {
+    return {};
+  }
+  // With a list, the answer depends on the Origin: caches must keep one copy per origin.
+  const headers: Record<string, string> = policy === '*' ? {} : { vary: 'Origin' };
+  if (origin === undefined || origin === 'null' || (policy !== '*' && !policy.includes(origin))) {
+    return headers;
+  }
+  headers['access-control-allow-origin'] = policy === '*' ? '*' : origin;
+  if (preflight) {
+    headers['access-control-allow-methods'] = 'GET, POST';
+    headers['access-control-allow-headers'] = CORS_ALLOW_HEADERS.join(', ');
+    headers['access-control-max-age'] = '600';
+  } else {
+    headers['access-control-expose-headers'] = CORS_EXPOSE_HEADERS.join(', ');
+  }
+  return headers;
+}
+
+/**
+ * What /graphql answers before Yoga sees the request: CORS headers, the preflight, and 405 for
+ * any method but GET and POST. False when the request is answered.
+ */
+function graphqlFront(req: IncomingMessage, res: ServerResponse, policy: CorsOrigins): boolean {
+  const preflight = req.method === 'OPTIONS';
+  for (const [name, value] of Object.entries(corsHeaders(policy, req.headers.origin, preflight))) {
+    res.setHeader(name, value);
+  }
+  if (preflight) {
+    res.writeHead(204, { allow: 'GET, POST, OPTIONS', 'content-length': 0 });
+    res.end();
+    return false;
+  }
+  if (req.method !== 'GET' && req.method !== 'POST') {
+    res.setHeader('allow', 'GET, POST');
+    sendJson(res, 405, {
+      errors: [
+        {
+          message: 'Only GET and POST are allowed on /graphql.',
+          extensions: { code: ErrorCode.BAD_REQUEST },
+        },
+      ],
+    });
+    return false;
+  }
+  return true;
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {

@@ -1,6 +1,8 @@
+import { type IncomingHttpHeaders, request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config.js';
 import { post } from './hardening-helpers.js';
-import { type Stack, startStack } from './harness.js';
+import { DEMO_TOKENS, type Stack, startStack } from './harness.js';
 
 /**
  * The HTTP front under hostile input: metric series a client cannot grow, CORS, methods,
@@ -12,6 +14,42 @@ beforeAll(async () => {
   stack = await startStack({ gateway: { upstreamRetries: 0, breakerFailures: 0 } });
 });
 afterAll(() => stack.close());
+
+interface Raw {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+/** One request with exactly these headers (fetch would add or refuse some, e.g. Origin). */
+function raw(
+  url: string,
+  method: string,
+  headers: Record<string, string> = {},
+  body?: string,
+): Promise<Raw> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method, headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          body: Buffer.concat(chunks).toString(),
+        }),
+      );
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const corsOf = (headers: IncomingHttpHeaders) =>
+  Object.fromEntries(Object.entries(headers).filter(([name]) => name.startsWith('access-control')));
+
+const JSON_POST = { 'content-type': 'application/json' };
+const QUERY = JSON.stringify({ query: '{ __typename }' });
 
 const scrape = async () => (await fetch(`${stack.gateway.origin}/metrics`)).text();
 
@@ -56,4 +94,141 @@ describe('metric series stay bounded', () => {
     expect(text).toMatch(/^misskey_upstream_calls_total\{endpoint="i",[^}]*status="5xx"\} 10$/m);
     expect(text).not.toMatch(/status="52\d"/);
   });
+});
+
+describe('CORS', () => {
+  const preflight = (url: string, origin: string) =>
+    raw(url, 'OPTIONS', {
+      origin,
+      'access-control-request-method': 'POST',
+      'access-control-request-headers': 'authorization, content-type',
+    });
+
+  it('by default any origin may call /graphql, answered as `*`, never with credentials', async () => {
+    const res = await raw(
+      stack.gateway.url,
+      'POST',
+      { ...JSON_POST, origin: 'https://a.example' },
+      QUERY,
+    );
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body)).toEqual({ data: { __typename: 'Query' } });
+    expect(corsOf(res.headers)).toEqual({
+      'access-control-allow-origin': '*',
+      'access-control-expose-headers': 'x-request-id, retry-after',
+    });
+    const pre = await preflight(stack.gateway.url, 'https://a.example');
+    expect(pre.status).toBe(204);
+    expect(corsOf(pre.headers)).toEqual({
+      'access-control-allow-origin': '*',
+      'access-control-allow-methods': 'GET, POST',
+      'access-control-allow-headers':
+        'authorization, content-type, x-request-id, x-graphql-yoga-csrf, apollo-require-preflight',
+      'access-control-max-age': '600',
+    });
+  });
+
+  it('the null origin is never allowed', async () => {
+    const res = await raw(stack.gateway.url, 'POST', { ...JSON_POST, origin: 'null' }, QUERY);
+    expect(res.status).toBe(200);
+    expect(corsOf(res.headers)).toEqual({});
+    expect(corsOf((await preflight(stack.gateway.url, 'null')).headers)).toEqual({});
+  });
+
+  it('/metrics, /health and /ready never carry CORS headers', async () => {
+    for (const path of ['/metrics', '/health', '/ready']) {
+      const url = `${stack.gateway.origin}${path}`;
+      const res = await raw(url, 'GET', { origin: 'https://a.example' });
+      expect(res.status).toBe(200);
+      expect(corsOf(res.headers)).toEqual({});
+      expect(corsOf((await preflight(url, 'https://a.example')).headers)).toEqual({});
+    }
+  });
+
+  it('CORS_ORIGINS lists exact origins: only those are allowed, each answered as itself', async () => {
+    const listed = await startStack({
+      gateway: { corsOrigins: ['https://app.example', 'http://localhost:5173'] },
+    });
+    const url = listed.gateway.url;
+    for (const origin of ['https://app.example', 'http://localhost:5173']) {
+      const res = await raw(url, 'POST', { ...JSON_POST, origin }, QUERY);
+      expect(res.headers['access-control-allow-origin']).toBe(origin);
+      expect(res.headers.vary).toContain('Origin');
+      const pre = await preflight(url, origin);
+      expect(pre.status).toBe(204);
+      expect(pre.headers['access-control-allow-origin']).toBe(origin);
+      expect(pre.headers['access-control-allow-credentials']).toBeUndefined();
+    }
+    for (const origin of ['https://evil.example', 'https://app.example.evil', 'null']) {
+      const res = await raw(url, 'POST', { ...JSON_POST, origin }, QUERY);
+      expect(res.status).toBe(200);
+      expect(corsOf(res.headers)).toEqual({});
+      expect(res.headers.vary).toContain('Origin');
+      const pre = await preflight(url, origin);
+      expect(pre.status).toBe(204);
+      expect(corsOf(pre.headers)).toEqual({});
+    }
+    await listed.close();
+  });
+
+  it('CORS_ORIGINS=none sends no CORS header at all', async () => {
+    const none = await startStack({ gateway: { corsOrigins: 'none' } });
+    const res = await raw(
+      none.gateway.url,
+      'POST',
+      { ...JSON_POST, origin: 'https://a.example' },
+      QUERY,
+    );
+    expect(res.status).toBe(200);
+    expect(corsOf(res.headers)).toEqual({});
+    const pre = await preflight(none.gateway.url, 'https://a.example');
+    expect(pre.status).toBe(204);
+    expect(corsOf(pre.headers)).toEqual({});
+    await none.close();
+  });
+
+  it('CORS_ORIGINS is validated', () => {
+    expect(loadConfig({}).corsOrigins).toBe('*');
+    expect(loadConfig({ CORS_ORIGINS: 'none' }).corsOrigins).toBe('none');
+    expect(
+      loadConfig({ CORS_ORIGINS: 'https://app.example, http://localhost:5173' }).corsOrigins,
+    ).toEqual(['https://app.example', 'http://localhost:5173']);
+    for (const bad of [
+      'null',
+      'https://app.example/',
+      'app.example',
+      'https://a.example,*',
+      'ftp://x.example',
+      'https://a.example:443',
+    ]) {
+      expect(() => loadConfig({ CORS_ORIGINS: bad })).toThrow(/CORS_ORIGINS: .*exact origin/);
+    }
+  });
+});
+
+describe('methods on /graphql', () => {
+  it.each(['PUT', 'DELETE', 'PATCH'])(
+    '%s: 405, Allow: GET, POST, a JSON error, nothing runs',
+    async (method) => {
+      stack.sandbox.resetCalls();
+      const res = await raw(
+        stack.gateway.url,
+        method,
+        { ...JSON_POST, authorization: `Bearer ${DEMO_TOKENS.alice}` },
+        JSON.stringify({ query: 'mutation { markAllChatMessagesRead }' }),
+      );
+      expect(res.status).toBe(405);
+      expect(res.headers.allow).toBe('GET, POST');
+      expect(res.headers['content-type']).toMatch(/^application\/json/);
+      expect(JSON.parse(res.body)).toEqual({
+        errors: [
+          {
+            message: 'Only GET and POST are allowed on /graphql.',
+            extensions: { code: 'BAD_REQUEST' },
+          },
+        ],
+      });
+      expect(stack.sandbox.callCount()).toBe(0);
+    },
+  );
 });
