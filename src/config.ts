@@ -43,6 +43,12 @@ export interface Config {
   redisUrl: string | null;
   /** Browser origins allowed to call /graphql cross-origin (never with credentials). */
   corsOrigins: CorsOrigins;
+  /** Time a client has to send its request headers, in ms (then 408 and the socket closes). */
+  httpHeadersTimeoutMs: number;
+  /** Time a client has to send its whole request (headers and body), in ms. */
+  httpRequestTimeoutMs: number;
+  /** Open TCP connections one client address may hold (0 = no cap; off with TRUST_PROXY). */
+  maxConnectionsPerIp: number;
 }
 
 /** `*`: any origin, answered as `*`; `none`: no CORS headers at all; else exact origins. */
@@ -246,6 +252,15 @@ export function loadConfig(env: Env = process.env): Config {
   const upstreamTimeoutMs = integer(env, 'UPSTREAM_TIMEOUT_MS', 10_000, 100, 300_000);
   const operationTimeoutMs = integer(env, 'OPERATION_TIMEOUT_MS', 15_000, 100, 600_000);
   const shutdownTimeoutMs = integer(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000);
+  const httpHeadersTimeoutMs = integer(env, 'HTTP_HEADERS_TIMEOUT_MS', 10_000, 100, 600_000);
+  const httpRequestTimeoutMs = integer(env, 'HTTP_REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000);
+  // Node refuses a headers timeout above the request timeout: say so by name.
+  if (httpHeadersTimeoutMs > httpRequestTimeoutMs) {
+    throw new ConfigError(
+      'HTTP_HEADERS_TIMEOUT_MS',
+      `must not exceed HTTP_REQUEST_TIMEOUT_MS (${httpRequestTimeoutMs}), got ${httpHeadersTimeoutMs}`,
+    );
+  }
   return {
     misskeyUrl: origin(env, 'MISSKEY_URL'),
     port: integer(env, 'PORT', 4000, 0, 65535),
@@ -290,5 +305,8 @@ export function loadConfig(env: Env = process.env): Config {
     metrics: boolean(env, 'METRICS', true),
     redisUrl: redisUrl(env, 'REDIS_URL'),
     corsOrigins: corsOrigins(env, 'CORS_ORIGINS'),
+    httpHeadersTimeoutMs,
+    httpRequestTimeoutMs,
+    maxConnectionsPerIp: integer(env, 'MAX_CONNECTIONS_PER_IP', 256, 0, 1_000_000),
   };
 }

@@ -120,6 +120,11 @@ export class GatewayMetrics {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [this.registry],
   });
+  readonly connectionsRefused = new Counter({
+    name: 'gateway_connections_refused_total',
+    help: 'TCP connections closed at once: their client address held MAX_CONNECTIONS_PER_IP.',
+    registers: [this.registry],
+  });
   readonly rateLimited = new Counter({
     name: 'gateway_rate_limited_total',
     help: 'Operations refused by the gateway rate limit.',

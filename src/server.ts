@@ -74,6 +74,13 @@ export interface GatewayOptions {
   /** Browser origins allowed on /graphql: `*` (default, answered as `*`), `none`, or a list.
    *  Credentials are never allowed: the gateway authenticates by bearer token, not cookies. */
   corsOrigins?: CorsOrigins;
+  /** Time a client has to send its request headers (default 10 000 ms) and its whole request
+   *  (default 30 000 ms); a response, e.g. an SSE stream, may last longer. */
+  httpHeadersTimeoutMs?: number;
+  httpRequestTimeoutMs?: number;
+  /** Open connections per client address (default 256; 0 = no cap). Not applied with
+   *  `trustProxy`: every connection then comes from the proxy. */
+  maxConnectionsPerIp?: number;
 }
 
 export interface Gateway {
@@ -115,6 +122,9 @@ export function gatewayOptionsFromConfig(config: Config, misskeyUrl: string): Ga
     metrics: config.metrics,
     redisUrl: config.redisUrl,
     corsOrigins: config.corsOrigins,
+    httpHeadersTimeoutMs: config.httpHeadersTimeoutMs,
+    httpRequestTimeoutMs: config.httpRequestTimeoutMs,
+    maxConnectionsPerIp: config.maxConnectionsPerIp,
   };
 }
 
@@ -265,7 +275,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   };
   // Every request runs in a scope with its id (echoed as X-Request-Id, on every log line) and
   // ends with one access log line (path without the query string: GET variables stay out).
-  const http = createServer((req: IncomingMessage, res: ServerResponse) => {
+  const http = createServer(httpTimeouts(options), (req: IncomingMessage, res: ServerResponse) => {
     const requestId = requestIdFrom(req.headers['x-request-id']);
     const started = performance.now();
     const path = (req.url ?? '/').split('?')[0] ?? '/';
@@ -296,7 +306,16 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     );
   });
   const sockets = new Set<Socket>();
-  http.on('connection', (socket) => {
+  const admitConnection = connectionCap(
+    options.trustProxy ? 0 : (options.maxConnectionsPerIp ?? 256),
+  );
+  http.on('connection', (socket: Socket) => {
+    if (!admitConnection(socket)) {
+      // Over the cap: no byte is read or answered, the client learns from the reset.
+      socket.destroy();
+      metrics?.connectionsRefused.inc();
+      return;
+    }
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   });
@@ -502,6 +521,51 @@ function clientIp(req: IncomingMessage, trustProxy: boolean): string {
     }
   }
   return req.socket.remoteAddress ?? 'unknown';
+}
+
+/**
+ * Deadlines of receiving a request (Node's defaults, 60 s for headers and 300 s in all, let a
+ * byte-by-byte sender hold a socket for minutes). Node checks them every
+ * `connectionsCheckingInterval` (default 30 s), so that runs at a quarter of the shorter one.
+ */
+function httpTimeouts(options: GatewayOptions): {
+  headersTimeout: number;
+  requestTimeout: number;
+  connectionsCheckingInterval: number;
+} {
+  const requestTimeout = options.httpRequestTimeoutMs ?? 30_000;
+  // Node refuses a headers timeout above the request timeout.
+  const headersTimeout = Math.min(options.httpHeadersTimeoutMs ?? 10_000, requestTimeout);
+  const connectionsCheckingInterval = Math.min(1_000, Math.max(25, headersTimeout / 4));
+  return { headersTimeout, requestTimeout, connectionsCheckingInterval };
+}
+
+/**
+ * Counts open TCP connections per client address (websocket upgrades included: they stay HTTP
+ * connections); the returned check says whether a new socket fits under `cap` (0 = no cap).
+ */
+function connectionCap(cap: number): (socket: Socket) => boolean {
+  const open = new Map<string, number>();
+  return (socket) => {
+    if (cap <= 0) {
+      return true;
+    }
+    const address = socket.remoteAddress ?? 'unknown';
+    const count = open.get(address) ?? 0;
+    if (count >= cap) {
+      return false;
+    }
+    open.set(address, count + 1);
+    socket.once('close', () => {
+      const left = (open.get(address) ?? 1) - 1;
+      if (left > 0) {
+        open.set(address, left);
+      } else {
+        open.delete(address);
+      }
+    });
+    return true;
+  };
 }
 
 /** Request headers a cross-origin page may send to /graphql (the preflight's answer). */

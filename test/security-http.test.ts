@@ -1,7 +1,8 @@
 import { type IncomingHttpHeaders, request } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
-import { post } from './hardening-helpers.js';
+import { post, WsClient } from './hardening-helpers.js';
 import { DEMO_TOKENS, type Stack, startStack } from './harness.js';
 
 /**
@@ -231,4 +232,196 @@ describe('methods on /graphql', () => {
       expect(stack.sandbox.callCount()).toBe(0);
     },
   );
+});
+
+/** A raw TCP connection to the gateway from `localAddress` (127.0.0.x: a distinct client). */
+interface Conn {
+  socket: Socket;
+  received: () => string;
+  /** Ms from connect to close. */
+  closed: Promise<number>;
+}
+
+function open(origin: string, localAddress = '127.0.0.1'): Promise<Conn> {
+  const { hostname, port } = new URL(origin);
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const socket = connect({ host: hostname, port: Number(port), localAddress });
+    let text = '';
+    socket.on('data', (chunk) => {
+      text += chunk.toString();
+    });
+    socket.on('error', () => {});
+    const closed = new Promise<number>((done) =>
+      socket.once('close', () => done(Date.now() - started)),
+    );
+    socket.once('connect', () => resolve({ socket, received: () => text, closed }));
+    socket.once('error', reject);
+  });
+}
+
+const GET_HEALTH = 'GET /health HTTP/1.1\r\nHost: x\r\n\r\n';
+
+/** Sends `text` one byte every `everyMs` until it is sent or the socket closes. */
+function dribble(socket: Socket, text: string, everyMs: number): void {
+  let sent = 0;
+  const timer = setInterval(() => {
+    if (sent >= text.length || socket.destroyed) {
+      clearInterval(timer);
+      return;
+    }
+    socket.write(text[sent++] ?? '');
+  }, everyMs);
+}
+
+describe('slow clients (headers 500 ms, request 1 s)', () => {
+  let slow: Stack;
+  beforeAll(async () => {
+    slow = await startStack({
+      gateway: { httpHeadersTimeoutMs: 500, httpRequestTimeoutMs: 1_000 },
+    });
+  });
+  afterAll(() => slow.close());
+
+  it('a byte-by-byte header sender is cut with 408', async () => {
+    const conn = await open(slow.gateway.origin);
+    // 200 bytes at one per 40 ms would take 8 s.
+    dribble(
+      conn.socket,
+      `GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ${'a'.repeat(160)}\r\n\r\n`,
+      40,
+    );
+    const lived = await conn.closed;
+    expect(lived).toBeGreaterThanOrEqual(450);
+    expect(lived).toBeLessThan(1_500);
+    expect(conn.received()).toMatch(/^HTTP\/1\.1 408/);
+  });
+
+  it('a silent connection is cut, and so is a body sent byte by byte', async () => {
+    const silent = await open(slow.gateway.origin);
+    expect(await silent.closed).toBeLessThan(1_500);
+    const body = await open(slow.gateway.origin);
+    body.socket.write(
+      'POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n',
+    );
+    dribble(body.socket, ' '.repeat(200), 40);
+    const lived = await body.closed;
+    expect(lived).toBeGreaterThanOrEqual(950);
+    expect(lived).toBeLessThan(2_000);
+  });
+
+  it('a response may outlive the request timeout: an SSE subscription still delivers after 2.5 s', async () => {
+    const controller = new AbortController();
+    const res = await fetch(slow.gateway.url, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        accept: 'text/event-stream',
+        authorization: `Bearer ${DEMO_TOKENS.bob}`,
+      },
+      body: JSON.stringify({ query: 'subscription { chatMessageReceived { text } }' }),
+      signal: controller.signal,
+    });
+    expect(res.headers.get('content-type')).toContain('text/event-stream');
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    const bob = slow.sandbox.demo?.users.bob.id;
+    await slow.sandbox.call(
+      'chat/messages/create-to-user',
+      { toUserId: bob, text: 'late but alive' },
+      DEMO_TOKENS.alice,
+    );
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    let text = '';
+    while (!text.includes('late but alive')) {
+      const { value, done } = await reader.read();
+      if (done) {
+        break;
+      }
+      text += new TextDecoder().decode(value);
+    }
+    expect(text).toContain('late but alive');
+    controller.abort();
+  });
+});
+
+describe('connections per client address (cap 3)', () => {
+  it('the 4th connection from one address is refused at once; other addresses are served', async () => {
+    const capped = await startStack({ gateway: { maxConnectionsPerIp: 3 } });
+    const origin = capped.gateway.origin;
+    // Two idle keep-alive connections and a websocket (an upgraded HTTP connection counts too).
+    const held = [await open(origin), await open(origin)];
+    for (const conn of held) {
+      conn.socket.write(GET_HEALTH);
+    }
+    const ws = new WsClient(capped.gateway.url);
+    await ws.open();
+    const refused = await open(origin);
+    refused.socket.write(GET_HEALTH);
+    expect(await refused.closed).toBeLessThan(500);
+    expect(refused.received()).toBe('');
+    // Another address has its own count.
+    const other = await open(origin, '127.0.0.2');
+    other.socket.write(GET_HEALTH);
+    await until(() => other.received().includes('200 OK'));
+    expect(held.every((conn) => conn.received().includes('200 OK'))).toBe(true);
+    // A closed connection frees its place.
+    ws.close();
+    await ws.closed;
+    const again = await open(origin);
+    again.socket.write(GET_HEALTH);
+    await until(() => again.received().includes('200 OK'));
+    // The refusal is counted (asked from the other address: this one is full again).
+    other.socket.write('GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n');
+    await until(() => other.received().includes('gateway_connections_refused_total 1'));
+    for (const conn of [...held, other, again]) {
+      conn.socket.destroy();
+    }
+    await capped.close();
+  });
+
+  it('with TRUST_PROXY the cap is off: every connection comes from the proxy', async () => {
+    const proxied = await startStack({ gateway: { maxConnectionsPerIp: 3, trustProxy: true } });
+    const conns = await Promise.all(Array.from({ length: 6 }, () => open(proxied.gateway.origin)));
+    for (const conn of conns) {
+      conn.socket.write(GET_HEALTH);
+    }
+    await until(() => conns.every((conn) => conn.received().includes('200 OK')));
+    for (const conn of conns) {
+      conn.socket.destroy();
+    }
+    await proxied.close();
+  });
+});
+
+async function until(check: () => boolean, ms = 3_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) {
+      throw new Error('condition not met in time');
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+describe('HTTP front configuration', () => {
+  it('reads and validates the timeouts and the connection cap', () => {
+    expect(loadConfig({})).toMatchObject({
+      httpHeadersTimeoutMs: 10_000,
+      httpRequestTimeoutMs: 30_000,
+      maxConnectionsPerIp: 256,
+    });
+    expect(
+      loadConfig({
+        HTTP_HEADERS_TIMEOUT_MS: '2000',
+        HTTP_REQUEST_TIMEOUT_MS: '5000',
+        MAX_CONNECTIONS_PER_IP: '0',
+      }),
+    ).toMatchObject({ httpHeadersTimeoutMs: 2_000, httpRequestTimeoutMs: 5_000, maxConnectionsPerIp: 0 });
+    expect(() => loadConfig({ HTTP_HEADERS_TIMEOUT_MS: '20' })).toThrow(/HTTP_HEADERS_TIMEOUT_MS/);
+    expect(() => loadConfig({ HTTP_REQUEST_TIMEOUT_MS: 'soon' })).toThrow(/HTTP_REQUEST_TIMEOUT_MS/);
+    expect(() => loadConfig({ MAX_CONNECTIONS_PER_IP: '-1' })).toThrow(/MAX_CONNECTIONS_PER_IP/);
+    expect(() =>
+      loadConfig({ HTTP_HEADERS_TIMEOUT_MS: '40000', HTTP_REQUEST_TIMEOUT_MS: '30000' }),
+    ).toThrow(/HTTP_HEADERS_TIMEOUT_MS: must not exceed HTTP_REQUEST_TIMEOUT_MS/);
+  });
 });
