@@ -125,6 +125,17 @@ export class GatewayMetrics {
     help: 'TCP connections closed at once: their client address held MAX_CONNECTIONS_PER_IP.',
     registers: [this.registry],
   });
+  readonly introspectionCache = new Counter({
+    name: 'gateway_introspection_cache_total',
+    help: 'Introspection-only operations, by outcome: hit (answered from the cache) or miss.',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly introspectionCacheEntries = new Gauge({
+    name: 'gateway_introspection_cache_entries',
+    help: 'Introspection answers held in the cache (bounded).',
+    registers: [this.registry],
+  });
   readonly rateLimited = new Counter({
     name: 'gateway_rate_limited_total',
     help: 'Operations refused by the gateway rate limit.',

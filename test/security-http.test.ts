@@ -1,5 +1,6 @@
 import { type IncomingHttpHeaders, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
+import { getIntrospectionQuery } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { post, WsClient } from './hardening-helpers.js';
@@ -416,12 +417,75 @@ describe('HTTP front configuration', () => {
         HTTP_REQUEST_TIMEOUT_MS: '5000',
         MAX_CONNECTIONS_PER_IP: '0',
       }),
-    ).toMatchObject({ httpHeadersTimeoutMs: 2_000, httpRequestTimeoutMs: 5_000, maxConnectionsPerIp: 0 });
+    ).toMatchObject({
+      httpHeadersTimeoutMs: 2_000,
+      httpRequestTimeoutMs: 5_000,
+      maxConnectionsPerIp: 0,
+    });
     expect(() => loadConfig({ HTTP_HEADERS_TIMEOUT_MS: '20' })).toThrow(/HTTP_HEADERS_TIMEOUT_MS/);
-    expect(() => loadConfig({ HTTP_REQUEST_TIMEOUT_MS: 'soon' })).toThrow(/HTTP_REQUEST_TIMEOUT_MS/);
+    expect(() => loadConfig({ HTTP_REQUEST_TIMEOUT_MS: 'soon' })).toThrow(
+      /HTTP_REQUEST_TIMEOUT_MS/,
+    );
     expect(() => loadConfig({ MAX_CONNECTIONS_PER_IP: '-1' })).toThrow(/MAX_CONNECTIONS_PER_IP/);
     expect(() =>
       loadConfig({ HTTP_HEADERS_TIMEOUT_MS: '40000', HTTP_REQUEST_TIMEOUT_MS: '30000' }),
     ).toThrow(/HTTP_HEADERS_TIMEOUT_MS: must not exceed HTTP_REQUEST_TIMEOUT_MS/);
+  });
+});
+
+describe('introspection cache', () => {
+  let own: Stack;
+  beforeAll(async () => {
+    own = await startStack();
+  });
+  afterAll(() => own.close());
+  const counters = async () => {
+    const text = await (await fetch(`${own.gateway.origin}/metrics`)).text();
+    const value = (pattern: RegExp) => Number(pattern.exec(text)?.[1] ?? 0);
+    return {
+      hit: value(/^gateway_introspection_cache_total\{outcome="hit"\} (\d+)/m),
+      miss: value(/^gateway_introspection_cache_total\{outcome="miss"\} (\d+)/m),
+      entries: value(/^gateway_introspection_cache_entries (\d+)/m),
+    };
+  };
+
+  it('a repeated full introspection is answered from the cache, identically', async () => {
+    const query = getIntrospectionQuery();
+    const first = await post(own.gateway.url, { query, operationName: 'IntrospectionQuery' });
+    expect(await counters()).toMatchObject({ hit: 0, miss: 1, entries: 1 });
+    const second = await post(own.gateway.url, { query, operationName: 'IntrospectionQuery' });
+    expect(await counters()).toMatchObject({ hit: 1, miss: 1, entries: 1 });
+    expect(first.status).toBe(200);
+    expect(second.text).toBe(first.text);
+    expect(first.text.startsWith('{"data":{"__schema":{"queryType":{"name":"Query"')).toBe(true);
+  });
+
+  it('variables are part of the key; operations that read anything else are never cached', async () => {
+    const before = await counters();
+    const byName = 'query T($n: String!) { __type(name: $n) { name } }';
+    const query = await post(own.gateway.url, { query: byName, variables: { n: 'Query' } });
+    const mutation = await post(own.gateway.url, { query: byName, variables: { n: 'Mutation' } });
+    expect(query.json).toEqual({ data: { __type: { name: 'Query' } } });
+    expect(mutation.json).toEqual({ data: { __type: { name: 'Mutation' } } });
+    const mixed = await own.gql('{ __typename me { username } }');
+    expect(mixed.data).toEqual({ __typename: 'Query', me: { username: 'alice' } });
+    const after = await counters();
+    expect(after.miss - before.miss).toBe(2);
+    expect(after.hit - before.hit).toBe(0);
+  });
+
+  it('distinct introspection documents never hold more than 64 entries', async () => {
+    for (let i = 0; i < 100; i += 10) {
+      await Promise.all(
+        Array.from({ length: 10 }, (_, k) =>
+          post(own.gateway.url, { query: `{ t${i + k}: __typename }` }),
+        ),
+      );
+    }
+    expect((await counters()).entries).toBe(64);
+    // The newest stay: the last document is a hit.
+    const before = await counters();
+    await post(own.gateway.url, { query: '{ t99: __typename }' });
+    expect((await counters()).hit - before.hit).toBe(1);
   });
 });
