@@ -1,8 +1,9 @@
-import { type IncomingHttpHeaders, request } from 'node:http';
+import { createServer, type IncomingHttpHeaders, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { getIntrospectionQuery } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
+import { createGateway, type Gateway } from '../src/server.js';
 import { post, WsClient } from './hardening-helpers.js';
 import { DEMO_TOKENS, type Stack, startStack } from './harness.js';
 
@@ -487,5 +488,77 @@ describe('introspection cache', () => {
     const before = await counters();
     await post(own.gateway.url, { query: '{ t99: __typename }' });
     expect((await counters()).hit - before.hit).toBe(1);
+  });
+});
+
+describe('/ready has its own deadline', () => {
+  let upstream: ReturnType<typeof createServer>;
+  let gateway: Gateway;
+  const hanging = new AbortController();
+  beforeAll(async () => {
+    // Accepts every request and never answers.
+    upstream = createServer(() => {});
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    const { port } = upstream.address() as { port: number };
+    gateway = await createGateway({
+      misskeyUrl: `http://127.0.0.1:${port}`,
+      port: 0,
+      upstreamConnections: 1,
+      upstreamTimeoutMs: 30_000,
+      operationTimeoutMs: 30_000,
+      upstreamRetries: 0,
+      breakerFailures: 0,
+      shutdownTimeoutMs: 500,
+    });
+  });
+  afterAll(async () => {
+    hanging.abort();
+    await gateway.close();
+    upstream.closeAllConnections();
+    await new Promise((resolve) => upstream.close(resolve));
+  });
+
+  const timed = async (path: string) => {
+    const started = Date.now();
+    const res = await fetch(`${gateway.origin}${path}`, { signal: AbortSignal.timeout(5_000) });
+    return { status: res.status, body: await res.json(), ms: Date.now() - started };
+  };
+
+  it('an upstream that never answers: /ready is 503 within 2.5 s, stuck calls reported; /health at once', async () => {
+    // Two operations that hang: one holds the only upstream socket, one waits for it.
+    for (let i = 0; i < 2; i++) {
+      void fetch(gateway.url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          authorization: `Bearer ${DEMO_TOKENS.alice}`,
+        },
+        body: JSON.stringify({ query: '{ me { id } }' }),
+        signal: hanging.signal,
+      }).catch(() => {});
+    }
+    await until(() => gateway.client.sockets().pending > 0);
+    const [ready, health] = await Promise.all([timed('/ready'), timed('/health')]);
+    expect(health).toMatchObject({ status: 200, body: { status: 'ok' } });
+    expect(health.ms).toBeLessThan(300);
+    expect(ready.status).toBe(503);
+    expect(ready.body).toMatchObject({ status: 'upstream not ready', reason: 'timeout' });
+    expect(ready.body.queued).toBeGreaterThanOrEqual(1);
+    expect(ready.ms).toBeGreaterThanOrEqual(1_900);
+    expect(ready.ms).toBeLessThan(2_500);
+  });
+
+  it('a pool so wedged that the probe never settles: /ready still answers 503 in time', async () => {
+    const client = gateway.client as unknown as { call: () => Promise<never> };
+    const call = client.call;
+    client.call = () => new Promise<never>(() => {});
+    try {
+      const ready = await timed('/ready');
+      expect(ready.status).toBe(503);
+      expect(ready.body).toMatchObject({ status: 'upstream not ready', reason: 'timeout' });
+      expect(ready.ms).toBeLessThan(2_500);
+    } finally {
+      client.call = call;
+    }
   });
 });
