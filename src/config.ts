@@ -43,7 +43,18 @@ export interface Config {
   redisUrl: string | null;
   /** Staleness bound of the shared lite-user cache, in ms (0 = off). */
   userCacheTtlMs: number;
+  /** Browser origins allowed to call /graphql cross-origin (never with credentials). */
+  corsOrigins: CorsOrigins;
+  /** Time a client has to send its request headers, in ms (then 408 and the socket closes). */
+  httpHeadersTimeoutMs: number;
+  /** Time a client has to send its whole request (headers and body), in ms. */
+  httpRequestTimeoutMs: number;
+  /** Open TCP connections one client address may hold (0 = no cap; off with TRUST_PROXY). */
+  maxConnectionsPerIp: number;
 }
+
+/** `*`: any origin, answered as `*`; `none`: no CORS headers at all; else exact origins. */
+export type CorsOrigins = '*' | 'none' | readonly string[];
 
 export interface LimitsConfig {
   /** Maximum nesting of selections. */
@@ -210,6 +221,35 @@ function redisUrl(env: Env, name: string): string | null {
   return raw;
 }
 
+/** CORS_ORIGINS: unset or `*`, `none`, or comma-separated exact origins (`https://app.example`). */
+function corsOrigins(env: Env, name: string): CorsOrigins {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === '' || raw === '*') {
+    return '*';
+  }
+  if (raw.toLowerCase() === 'none') {
+    return 'none';
+  }
+  const origins = raw.split(',').map((entry) => entry.trim());
+  for (const entry of origins) {
+    let parsed: URL | null = null;
+    try {
+      parsed = new URL(entry);
+    } catch {
+      // Reported below.
+    }
+    // A browser's Origin header is exactly scheme://host[:port], lower case, default port left
+    // out: anything else would never match, so it is a mistake worth stopping for.
+    if (!parsed || !['http:', 'https:'].includes(parsed.protocol) || parsed.origin !== entry) {
+      throw new ConfigError(
+        name,
+        `"${entry}" is not an exact origin such as https://app.example (no path, no trailing slash), nor "*" or "none" alone`,
+      );
+    }
+  }
+  return origins;
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const logLevel = (env.LOG_LEVEL?.trim().toLowerCase() || 'info') as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) {
@@ -223,6 +263,15 @@ export function loadConfig(env: Env = process.env): Config {
   const upstreamTimeoutMs = integer(env, 'UPSTREAM_TIMEOUT_MS', 10_000, 100, 300_000);
   const operationTimeoutMs = integer(env, 'OPERATION_TIMEOUT_MS', 15_000, 100, 600_000);
   const shutdownTimeoutMs = integer(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000);
+  const httpHeadersTimeoutMs = integer(env, 'HTTP_HEADERS_TIMEOUT_MS', 10_000, 100, 600_000);
+  const httpRequestTimeoutMs = integer(env, 'HTTP_REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000);
+  // Node refuses a headers timeout above the request timeout: say so by name.
+  if (httpHeadersTimeoutMs > httpRequestTimeoutMs) {
+    throw new ConfigError(
+      'HTTP_HEADERS_TIMEOUT_MS',
+      `must not exceed HTTP_REQUEST_TIMEOUT_MS (${httpRequestTimeoutMs}), got ${httpHeadersTimeoutMs}`,
+    );
+  }
   return {
     misskeyUrl: origin(env, 'MISSKEY_URL'),
     port: integer(env, 'PORT', 4000, 0, 65535),
@@ -288,5 +337,9 @@ export function loadConfig(env: Env = process.env): Config {
     metrics: boolean(env, 'METRICS', true),
     redisUrl: redisUrl(env, 'REDIS_URL'),
     userCacheTtlMs: integer(env, 'USER_CACHE_TTL_MS', 30_000, 0, 3_600_000),
+    corsOrigins: corsOrigins(env, 'CORS_ORIGINS'),
+    httpHeadersTimeoutMs,
+    httpRequestTimeoutMs,
+    maxConnectionsPerIp: integer(env, 'MAX_CONNECTIONS_PER_IP', 256, 0, 1_000_000),
   };
 }

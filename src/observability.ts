@@ -151,6 +151,22 @@ export class GatewayMetrics {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [this.registry],
   });
+  readonly connectionsRefused = new Counter({
+    name: 'gateway_connections_refused_total',
+    help: 'TCP connections closed at once: their client address held MAX_CONNECTIONS_PER_IP.',
+    registers: [this.registry],
+  });
+  readonly introspectionCache = new Counter({
+    name: 'gateway_introspection_cache_total',
+    help: 'Introspection-only operations, by outcome: hit (answered from the cache) or miss.',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly introspectionCacheEntries = new Gauge({
+    name: 'gateway_introspection_cache_entries',
+    help: 'Introspection answers held in the cache (bounded).',
+    registers: [this.registry],
+  });
   readonly rateLimited = new Counter({
     name: 'gateway_rate_limited_total',
     help: 'Operations refused by the gateway rate limit.',
@@ -190,4 +206,23 @@ export class GatewayMetrics {
 /** Route label of an HTTP path: only known routes, so clients cannot grow the label set. */
 export function routeOf(path: string): string {
   return ['/graphql', '/health', '/ready', '/metrics', '/'].includes(path) ? path : 'other';
+}
+
+/** Upstream statuses the gateway tells apart (success, Misskey's error answers, proxies). */
+const KNOWN_STATUSES = new Set([
+  200, 204, 400, 401, 403, 404, 409, 413, 418, 422, 429, 500, 502, 503, 504,
+]);
+
+/**
+ * Status label of an upstream answer: the upstream may answer any number, so only known
+ * statuses are kept as such, anything else becomes its class (`5xx`), keeping the series bounded.
+ */
+export function statusLabel(status: number | null): string {
+  if (status === null) {
+    return 'none';
+  }
+  if (KNOWN_STATUSES.has(status)) {
+    return String(status);
+  }
+  return status >= 100 && status < 600 ? `${Math.floor(status / 100)}xx` : 'other';
 }

@@ -1,8 +1,17 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { useGraphQlJit } from '@envelop/graphql-jit';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { usePrometheus } from '@graphql-yoga/plugin-prometheus';
-import { type execute, GraphQLError, type Source, type SourceLocation } from 'graphql';
+import {
+  type ExecutionArgs,
+  type ExecutionResult,
+  type execute,
+  GraphQLError,
+  getOperationAST,
+  Kind,
+  type Source,
+  type SourceLocation,
+} from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import { type ResponseCacheOptions, responseCache } from './cache.js';
 import { DEFAULT_LIMITS, type LimitsConfig } from './config.js';
@@ -22,6 +31,8 @@ export interface PluginOptions {
   readonly rateLimit?: GatewayRateLimit | null;
   /** Where the response cache keeps entries (default: in memory). */
   readonly responseCache?: ResponseCacheOptions;
+  /** Introspection answers kept (default 64; 0 = none cached). */
+  readonly introspectionCacheSize?: number;
 }
 
 type GatewayPlugin = Plugin<Record<string, unknown> & Context>;
@@ -44,24 +55,103 @@ export function gatewayPlugins(options: PluginOptions = {}): GatewayPlugin[] {
     admission(limits, options.rateLimit ?? null),
     // Document size, depth, aliases, directives, tokens, cost and field count: before execution.
     ...(operationLimitPlugins(limits) as GatewayPlugin[]),
+    // Introspection-only operations answered from a small cache, once they passed the limits. A
+    // hit stops execution here: it is counted by gateway_introspection_cache_total, not by the
+    // graphql_envelop_* execute metrics.
+    introspectionCache(options.introspectionCacheSize ?? 64, options.metrics ?? null),
     // Queries and mutations run compiled (graphql-jit); must come before the deadline wrapper.
     jitExecution(),
     // Each query or mutation gets a deadline that its upstream calls inherit.
     operationDeadline(options.operationTimeoutMs ?? 15_000),
     // Anonymous public reads (trend 60 s; hashtags, announcements 30 s) from a shared cache.
     responseCache(options.responseCache),
-    // Prometheus `/metrics`; no operationName label: clients choose it, so it could grow unbounded.
+    // Prometheus `/metrics`. No label may carry client-chosen text, or every new value would be
+    // a new series kept forever: no operationName, no error `path` (made of the client's
+    // aliases). What is left is bounded by the schema (fieldName, typeName) or by GraphQL itself
+    // (operationType, phase).
     ...(options.metrics
       ? [
           usePrometheus({
             endpoint: '/metrics',
             registry: options.metrics.registry,
-            labels: { operationName: false },
+            labels: { operationName: false, path: false },
             metrics: { graphql_yoga_http_duration: false },
           }) as GatewayPlugin,
         ]
       : []),
   ];
+}
+
+const INTROSPECTION_FIELDS = new Set(['__schema', '__type', '__typename']);
+
+/**
+ * The cache key of an operation whose every root selection is `__schema`, `__type` or
+ * `__typename` (document text, operation name, variables), else null. A hash, so a 32 KiB
+ * document does not become a 32 KiB key.
+ */
+function introspectionKey(args: ExecutionArgs): string | null {
+  const source = args.document.loc?.source.body;
+  const operation = getOperationAST(args.document, args.operationName);
+  if (source === undefined || operation?.operation !== 'query') {
+    return null;
+  }
+  const onlyIntrospection = operation.selectionSet.selections.every(
+    (selection) => selection.kind === Kind.FIELD && INTROSPECTION_FIELDS.has(selection.name.value),
+  );
+  if (!onlyIntrospection) {
+    return null;
+  }
+  return createHash('sha256')
+    .update(JSON.stringify([source, args.operationName ?? null, args.variableValues ?? null]))
+    .digest('base64');
+}
+
+/**
+ * Answers introspection-only operations from an LRU of at most `max` entries. The schema is
+ * static and introspection reads nothing else, so the answer is the same for every caller; a
+ * full introspection costs ~20 ms of CPU, which anonymous clients could otherwise spend at will.
+ */
+function introspectionCache(max: number, metrics: GatewayMetrics | null): GatewayPlugin {
+  const entries = new Map<string, ExecutionResult>();
+  return {
+    onExecute({ args, setResultAndStopExecution }) {
+      const key = max > 0 ? introspectionKey(args) : null;
+      if (key === null) {
+        return;
+      }
+      const hit = entries.get(key);
+      if (hit) {
+        // Most recently used last: eviction takes the first.
+        entries.delete(key);
+        entries.set(key, hit);
+        metrics?.introspectionCache.inc({ outcome: 'hit' });
+        setResultAndStopExecution({ ...hit });
+        return;
+      }
+      metrics?.introspectionCache.inc({ outcome: 'miss' });
+      return {
+        onExecuteDone({ result }) {
+          if (isAsyncIterable(result) || (result.errors?.length ?? 0) > 0) {
+            return;
+          }
+          entries.set(key, result);
+          for (const oldest of entries.keys()) {
+            if (entries.size <= max) {
+              break;
+            }
+            entries.delete(oldest);
+          }
+          metrics?.introspectionCacheEntries.set(entries.size);
+        },
+      };
+    },
+  };
+}
+
+function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
+  return (
+    typeof (value as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] === 'function'
+  );
 }
 
 /** Yoga's CSRF prevention, with the error in the gateway's model (a code, and how to comply). */

@@ -12,7 +12,7 @@ import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import { type Logger, pino } from 'pino';
 import { type WebSocket, WebSocketServer } from 'ws';
-import { type Config, DEFAULT_LIMITS, type LimitsConfig } from './config.js';
+import { type Config, type CorsOrigins, DEFAULT_LIMITS, type LimitsConfig } from './config.js';
 import {
   type Context,
   createContextFactory,
@@ -20,7 +20,7 @@ import {
   type InitialContext,
   tokenFrom,
 } from './context.js';
-import { maskUnexpected } from './errors.js';
+import { ErrorCode, maskUnexpected } from './errors.js';
 import { createGraphiQL, type GraphiQLDefaults } from './graphiql.js';
 import { GatewayRateLimit, type GatewayRateLimits, limitError } from './limits.js';
 import { createUserCache } from './loaders/user-cache.js';
@@ -30,8 +30,9 @@ import {
   requestIdFrom,
   requestScope,
   routeOf,
+  statusLabel,
 } from './observability.js';
-import { gatewayPlugins } from './plugins.js';
+import { CSRF_HEADERS, gatewayPlugins } from './plugins.js';
 import { SharedRedis, type SharedRedisOptions } from './redis.js';
 import { schema } from './schema/index.js';
 import { websocketAuth } from './schema/subscriptions.js';
@@ -80,6 +81,16 @@ export interface GatewayOptions {
   redisUrl?: string | null;
   /** Command deadline and cooldown of the Redis connection. */
   redis?: SharedRedisOptions;
+  /** Browser origins allowed on /graphql: `*` (default, answered as `*`), `none`, or a list.
+   *  Credentials are never allowed: the gateway authenticates by bearer token, not cookies. */
+  corsOrigins?: CorsOrigins;
+  /** Time a client has to send its request headers (default 10 000 ms) and its whole request
+   *  (default 30 000 ms); a response, e.g. an SSE stream, may last longer. */
+  httpHeadersTimeoutMs?: number;
+  httpRequestTimeoutMs?: number;
+  /** Open connections per client address (default 256; 0 = no cap). Not applied with
+   *  `trustProxy`: every connection then comes from the proxy. */
+  maxConnectionsPerIp?: number;
 }
 
 export interface Gateway {
@@ -121,6 +132,10 @@ export function gatewayOptionsFromConfig(config: Config, misskeyUrl: string): Ga
     metrics: config.metrics,
     redisUrl: config.redisUrl,
     userCacheTtlMs: config.userCacheTtlMs,
+    corsOrigins: config.corsOrigins,
+    httpHeadersTimeoutMs: config.httpHeadersTimeoutMs,
+    httpRequestTimeoutMs: config.httpRequestTimeoutMs,
+    maxConnectionsPerIp: config.maxConnectionsPerIp,
   };
 }
 
@@ -163,7 +178,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       metrics?.upstreamCalls.inc({
         endpoint: event.endpoint,
         outcome,
-        status: event.status === null ? 'none' : String(event.status),
+        status: statusLabel(event.status),
       });
       metrics?.upstreamDuration.observe({ endpoint: event.endpoint }, event.durationMs / 1000);
       logger.debug(
@@ -211,6 +226,9 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     // GraphiQL is served below from local assets (see graphiql.ts), not by Yoga from a CDN.
     graphiql: false,
     landingPage: false,
+    // CORS is answered in `route` (only /graphql, never with credentials): Yoga's own CORS
+    // reflects any Origin, `null` included, with allow-credentials.
+    cors: false,
     plugins: gatewayPlugins({
       limits,
       operationTimeoutMs: options.operationTimeoutMs,
@@ -239,6 +257,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const graphiql =
     options.graphiql === false ? null : createGraphiQL(options.graphiqlDefaults, '/graphql');
   let ready = true;
+  const corsOrigins = options.corsOrigins ?? '*';
   const route = (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/health') {
@@ -251,16 +270,15 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
         sendJson(res, 503, { status: 'shutting down' });
         return;
       }
-      client.call('meta', {}, null, { timeoutMs: 2_000 }).then(
-        () => sendJson(res, 200, { status: 'ready' }),
-        (error: unknown) =>
-          sendJson(res, 503, { status: 'upstream not ready', reason: (error as Error).name }),
-      );
+      void readiness(client).then(({ status, body }) => sendJson(res, status, body));
       return;
     }
     if (path === '/') {
       res.writeHead(302, { location: '/graphql' });
       res.end();
+      return;
+    }
+    if (path === yoga.graphqlEndpoint && !graphqlFront(req, res, corsOrigins)) {
       return;
     }
     if (graphiql?.handle(req, res)) {
@@ -270,7 +288,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   };
   // Every request runs in a scope with its id (echoed as X-Request-Id, on every log line) and
   // ends with one access log line (path without the query string: GET variables stay out).
-  const http = createServer((req: IncomingMessage, res: ServerResponse) => {
+  const http = createServer(httpTimeouts(options), (req: IncomingMessage, res: ServerResponse) => {
     const requestId = requestIdFrom(req.headers['x-request-id']);
     const started = performance.now();
     const path = (req.url ?? '/').split('?')[0] ?? '/';
@@ -301,7 +319,16 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     );
   });
   const sockets = new Set<Socket>();
-  http.on('connection', (socket) => {
+  const admitConnection = connectionCap(
+    options.trustProxy ? 0 : (options.maxConnectionsPerIp ?? 256),
+  );
+  http.on('connection', (socket: Socket) => {
+    if (!admitConnection(socket)) {
+      // Over the cap: no byte is read or answered, the client learns from the reset.
+      socket.destroy();
+      metrics?.connectionsRefused.inc();
+      return;
+    }
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   });
@@ -541,6 +568,158 @@ function clientIp(req: IncomingMessage, trustProxy: boolean): string {
     }
   }
   return req.socket.remoteAddress ?? 'unknown';
+}
+
+/** /ready answers within this, whatever the upstream pool does. */
+const READY_TIMEOUT_MS = 2_000;
+
+/**
+ * Whether Misskey answers `meta` within READY_TIMEOUT_MS. The answer comes from a timer of its
+ * own, for a pool so wedged that the call never settles; the call itself has a deadline (no retry
+ * outlives it) and, a little later, an abort signal, so a wedged call is still cleaned up (the
+ * call's own timeout comes first and counts for the breaker, as before). On a timeout, requests
+ * queued for a socket are reported: upstream calls are stuck, not just slow.
+ */
+async function readiness(
+  client: MisskeyClient,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<string>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), READY_TIMEOUT_MS);
+  });
+  const probe = client
+    .call('meta', {}, null, {
+      timeoutMs: READY_TIMEOUT_MS,
+      deadline: Date.now() + READY_TIMEOUT_MS,
+      signal: AbortSignal.timeout(READY_TIMEOUT_MS + 250),
+    })
+    .then(
+      () => null,
+      (error: unknown) => (error as Error).name,
+    );
+  const failure = await Promise.race([probe, expired]);
+  clearTimeout(timer);
+  if (failure === null) {
+    return { status: 200, body: { status: 'ready' } };
+  }
+  const timedOut = ['timeout', 'UpstreamTimeoutError', 'CallerAbortedError'].includes(failure);
+  const queued = client.sockets().pending;
+  return {
+    status: 503,
+    body: {
+      status: 'upstream not ready',
+      reason: timedOut ? 'timeout' : failure,
+      ...(timedOut && queued > 0 ? { queued } : {}),
+    },
+  };
+}
+
+/**
+ * Deadlines of receiving a request (Node's defaults, 60 s for headers and 300 s in all, let a
+ * byte-by-byte sender hold a socket for minutes). Node checks them every
+ * `connectionsCheckingInterval` (default 30 s), so that runs at a quarter of the shorter one.
+ */
+function httpTimeouts(options: GatewayOptions): {
+  headersTimeout: number;
+  requestTimeout: number;
+  connectionsCheckingInterval: number;
+} {
+  const requestTimeout = options.httpRequestTimeoutMs ?? 30_000;
+  // Node refuses a headers timeout above the request timeout.
+  const headersTimeout = Math.min(options.httpHeadersTimeoutMs ?? 10_000, requestTimeout);
+  const connectionsCheckingInterval = Math.min(1_000, Math.max(25, headersTimeout / 4));
+  return { headersTimeout, requestTimeout, connectionsCheckingInterval };
+}
+
+/**
+ * Counts open TCP connections per client address (websocket upgrades included: they stay HTTP
+ * connections); the returned check says whether a new socket fits under `cap` (0 = no cap).
+ */
+function connectionCap(cap: number): (socket: Socket) => boolean {
+  const open = new Map<string, number>();
+  return (socket) => {
+    if (cap <= 0) {
+      return true;
+    }
+    const address = socket.remoteAddress ?? 'unknown';
+    const count = open.get(address) ?? 0;
+    if (count >= cap) {
+      return false;
+    }
+    open.set(address, count + 1);
+    socket.once('close', () => {
+      const left = (open.get(address) ?? 1) - 1;
+      if (left > 0) {
+        open.set(address, left);
+      } else {
+        open.delete(address);
+      }
+    });
+    return true;
+  };
+}
+
+/** Request headers a cross-origin page may send to /graphql (the preflight's answer). */
+const CORS_ALLOW_HEADERS = ['authorization', 'content-type', 'x-request-id', ...CSRF_HEADERS];
+/** Response headers beyond the CORS-safelisted ones that such a page may read. */
+const CORS_EXPOSE_HEADERS = ['x-request-id', 'retry-after'];
+
+/**
+ * The CORS headers for a request from `origin`. Never `allow-credentials`: tokens travel in
+ * `Authorization`, so no cookie-bearing request needs to be allowed. The `null` origin (sandboxed
+ * frames, local files) is never allowed.
+ */
+export function corsHeaders(
+  policy: CorsOrigins,
+  origin: string | undefined,
+  preflight: boolean,
+): Record<string, string> {
+  if (policy === 'none') {
+    return {};
+  }
+  // With a list, the answer depends on the Origin: caches must keep one copy per origin.
+  const headers: Record<string, string> = policy === '*' ? {} : { vary: 'Origin' };
+  if (origin === undefined || origin === 'null' || (policy !== '*' && !policy.includes(origin))) {
+    return headers;
+  }
+  headers['access-control-allow-origin'] = policy === '*' ? '*' : origin;
+  if (preflight) {
+    headers['access-control-allow-methods'] = 'GET, POST';
+    headers['access-control-allow-headers'] = CORS_ALLOW_HEADERS.join(', ');
+    headers['access-control-max-age'] = '600';
+  } else {
+    headers['access-control-expose-headers'] = CORS_EXPOSE_HEADERS.join(', ');
+  }
+  return headers;
+}
+
+/**
+ * What /graphql answers before Yoga sees the request: CORS headers, the preflight, and 405 for
+ * any method but GET and POST. False when the request is answered.
+ */
+function graphqlFront(req: IncomingMessage, res: ServerResponse, policy: CorsOrigins): boolean {
+  const preflight = req.method === 'OPTIONS';
+  for (const [name, value] of Object.entries(corsHeaders(policy, req.headers.origin, preflight))) {
+    res.setHeader(name, value);
+  }
+  if (preflight) {
+    res.writeHead(204, { allow: 'GET, POST, OPTIONS', 'content-length': 0 });
+    res.end();
+    return false;
+  }
+  if (req.method !== 'GET' && req.method !== 'POST') {
+    res.setHeader('allow', 'GET, POST');
+    sendJson(res, 405, {
+      errors: [
+        {
+          message: 'Only GET and POST are allowed on /graphql.',
+          extensions: { code: ErrorCode.BAD_REQUEST },
+        },
+      ],
+    });
+    return false;
+  }
+  return true;
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {

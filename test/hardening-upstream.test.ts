@@ -375,7 +375,13 @@ describe('bounded upstream sockets', () => {
   let pool: Stack;
   beforeAll(async () => {
     pool = await startStack({
-      gateway: { upstreamConnections: 8, upstreamTimeoutMs: 20_000, operationTimeoutMs: 30_000 },
+      gateway: {
+        upstreamConnections: 8,
+        upstreamTimeoutMs: 20_000,
+        operationTimeoutMs: 30_000,
+        // 1,000 concurrent connections from one test client: over MAX_CONNECTIONS_PER_IP.
+        maxConnectionsPerIp: 0,
+      },
     });
   });
   afterAll(async () => {
