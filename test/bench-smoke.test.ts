@@ -23,10 +23,11 @@ afterAll(async () => {
 });
 
 const roomsPerOwner = QUICK_SIZES.rooms / QUICK_SIZES.roomOwners;
-/** Upstream calls per request: S0, S1 (naive), S2. */
-const EXPECTED_CALLS: Record<string, { S0: number; S1?: number; S2: number }> = {
+/** Upstream calls per request: S0, S1 (naive), S2 cold and S2 warm (the same request again:
+ *  the senders of a page come from the shared cache of lite users). */
+const EXPECTED_CALLS: Record<string, { S0: number; S1?: number; S2: number; S2warm?: number }> = {
   a: { S0: 1, S2: 1 },
-  b: { S0: 2, S1: 1 + PAGE_SIZE, S2: 2 },
+  b: { S0: 2, S1: 1 + PAGE_SIZE, S2: 2, S2warm: 1 },
   c: { S0: 1 + roomsPerOwner, S1: 1 + roomsPerOwner * (2 + MEMBERS), S2: 1 + roomsPerOwner },
 };
 
@@ -51,7 +52,13 @@ describe.each(WORKLOADS.map((w) => [w.id, w] as const))('workload (%s)', (id, wo
       stack.sandbox.resetCalls();
       const res = await stack.gql(workload.query, request.variables, request.token);
       expect(res.errors).toBeUndefined();
-      expect(stack.sandbox.callCount(), 'S2 calls').toBe(expected.S2);
+      // At most the cold count: earlier workloads may have warmed the shared cache of lite users
+      // (test/user-cache.test.ts checks the cold count on a fresh gateway).
+      expect(stack.sandbox.callCount(), 'S2 calls').toBeLessThanOrEqual(expected.S2);
+      stack.sandbox.resetCalls();
+      const again = await stack.gql(workload.query, request.variables, request.token);
+      expect(again.data).toEqual(res.data);
+      expect(stack.sandbox.callCount(), 'S2 calls, warm').toBe(expected.S2warm ?? expected.S2);
       expect(answers.S0).toEqual(res.data);
       if (workload.rest.S1) {
         expect(answers.S1).toEqual(res.data);
