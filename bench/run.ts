@@ -88,7 +88,9 @@ const EXACT_SAMPLE = 5;
 const FIXED_RATE_MAX_CONNECTIONS = 128;
 /** The gateway runs with every setting at its default, in production mode like the Docker
  *  image (graphql-js skips its development checks). Its access log goes to /dev/null. */
-const GATEWAY_ENV: Record<string, string> = { NODE_ENV: 'production' };
+/** Production defaults, except the per-address connection cap: every load generator and
+ *  subscriber of the benchmark connects from loopback (thousands of sockets in (d)). */
+const GATEWAY_ENV: Record<string, string> = { NODE_ENV: 'production', MAX_CONNECTIONS_PER_IP: '0' };
 
 const started = performance.now();
 const children: BenchProcess[] = [];
