@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { resolve } from 'node:path';
-import { afterEach } from 'vitest';
+import { afterAll, afterEach } from 'vitest';
 
 /** The repository root and its tsx, to run the programs a user runs as real processes. */
 export const root = resolve(import.meta.dirname, '../..');
@@ -14,16 +14,35 @@ export interface RunningProcess {
   /** Waits until stdout+stderr contain `pattern`; fails with the output so far otherwise. */
   waitFor(pattern: string | RegExp, ms?: number): Promise<void>;
   output(): string;
+  /** Sends `signal` (SIGKILL after `ms`) and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals, ms?: number): Promise<number | null>;
 }
 
 const running: ChildProcess[] = [];
+const fileScoped: ChildProcess[] = [];
 
-// Every process a test started is killed after that test, even when the test failed.
+const killNow = (child: ChildProcess) => {
+  if (child.exitCode === null && child.signalCode === null) {
+    child.kill('SIGKILL');
+  }
+};
+
+// Every process a test started is killed after that test, even when the test failed; those a
+// beforeAll started for the whole file, after the file.
 afterEach(() => {
   for (const child of running.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-    }
+    killNow(child);
+  }
+});
+afterAll(() => {
+  for (const child of fileScoped.splice(0)) {
+    killNow(child);
+  }
+});
+// And none outlives a worker that exits before its hooks ran.
+process.once('exit', () => {
+  for (const child of [...running, ...fileScoped]) {
+    killNow(child);
   }
 });
 
@@ -34,19 +53,48 @@ export function startProcess(
   env: Record<string, string> = {},
   options: { stdin?: boolean } = {},
 ): RunningProcess {
-  const child = spawn(tsx, [script, ...args], {
+  return startCommand(tsx, [script, ...args], {
     cwd: root,
-    env: { ...process.env, ...env },
+    env: { ...process.env, ...env } as Record<string, string>,
+    stdin: options.stdin,
+  });
+}
+
+export interface CommandOptions {
+  cwd: string;
+  /** The whole environment of the process (nothing is inherited). */
+  env: Record<string, string>;
+  stdin?: boolean;
+  /** 'test' (default): killed after the test; 'file': after the test file. */
+  scope?: 'test' | 'file';
+}
+
+/** Runs any program; see `startProcess` for the repository's own scripts. */
+export function startCommand(
+  command: string,
+  args: string[],
+  options: CommandOptions,
+): RunningProcess {
+  const child = spawn(command, args, {
+    cwd: options.cwd,
+    env: options.env,
     stdio: [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
   });
-  running.push(child);
+  (options.scope === 'file' ? fileScoped : running).push(child);
   let output = '';
   const collect = (chunk: unknown) => {
     output += String(chunk);
   };
   child.stdout?.on('data', collect);
   child.stderr?.on('data', collect);
-  const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
+  // 'error' (e.g. ENOENT) comes instead of 'exit' when the program cannot be started.
+  const exited = new Promise<number | null>((done) => {
+    child.once('exit', (code) => done(code));
+    child.once('error', (error) => {
+      output += `\ncannot run ${command}: ${error.message}`;
+      done(null);
+    });
+  });
   const seen = (pattern: string | RegExp) =>
     typeof pattern === 'string' ? output.includes(pattern) : pattern.test(output);
   return {
@@ -56,11 +104,21 @@ export function startProcess(
     waitFor: async (pattern, ms = 15_000) => {
       const deadline = Date.now() + ms;
       while (!seen(pattern)) {
-        if (Date.now() > deadline || child.exitCode !== null) {
-          throw new Error(`did not print ${String(pattern)}; output:\n${output}`);
+        if (Date.now() > deadline || child.exitCode !== null || child.pid === undefined) {
+          throw new Error(`${command} did not print ${String(pattern)}; output:\n${output}`);
         }
         await new Promise((r) => setTimeout(r, 50));
       }
+    },
+    stop: async (signal = 'SIGTERM', ms = 10_000) => {
+      if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) {
+        return exited;
+      }
+      child.kill(signal);
+      const timer = setTimeout(() => killNow(child), ms);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
     },
   };
 }
