@@ -146,12 +146,12 @@ export const coreEndpoints: EndpointDef[] = [
   },
   {
     name: 'admin/accounts/create',
-    handler: (ctx: EndpointContext<{ username: string; password: string }>) => {
+    handler: (
+      ctx: EndpointContext<{ username: string; password: string; setupPassword?: string | null }>,
+    ) => {
       const { store, params } = ctx;
       const first = store.users.size === 0;
-      if (!first && !ctx.me?.isRoot) {
-        throw internalError('access denied');
-      }
+      checkAccountCreator(ctx, first);
       if (store.userByUsername(params.username)) {
         throw internalError('DUPLICATED_USERNAME');
       }
@@ -301,6 +301,33 @@ export const coreEndpoints: EndpointDef[] = [
     },
   },
 ];
+
+/**
+ * Who may call `admin/accounts/create` (Misskey's endpoints/admin/accounts/create.ts): anyone
+ * while the instance has no root user (the first account becomes root), then only an
+ * administrator with a native token; an app token is refused even for an administrator. The
+ * sandbox has no configured setup password, so a non-blank `setupPassword` on the first call is
+ * wrong, as in Misskey.
+ */
+function checkAccountCreator(
+  ctx: EndpointContext<{ setupPassword?: string | null }>,
+  first: boolean,
+): void {
+  if (first && ctx.me === null && ctx.token === null) {
+    const given = ctx.params.setupPassword;
+    if (given != null && given.trim() !== '') {
+      throw apiError(
+        'INCORRECT_INITIAL_PASSWORD',
+        '97147c55-1ae1-4f6f-91d6-e1c3e0e76d62',
+        'Initial password is incorrect.',
+      );
+    }
+    return;
+  }
+  if (ctx.token?.type === 'app' || !(ctx.me?.isAdmin || ctx.me?.isRoot)) {
+    throw apiError('ACCESS_DENIED', '1fb7cb09-d46a-4fff-b8df-057708cce513', 'Access denied.');
+  }
+}
 
 /** Width and height of a PNG, GIF or JPEG, enough for `properties`. */
 function imageSize(bytes: Buffer): { width: number; height: number } | null {

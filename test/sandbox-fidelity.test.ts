@@ -1,0 +1,90 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEMO_TOKENS } from '../src/sandbox/seed.js';
+import { type Sandbox, startSandbox } from '../src/sandbox/server.js';
+
+/**
+ * Branches of Misskey 2026.5.4 that the recorded scenarios do not reach, checked over real HTTP
+ * against the sandbox. Each case names the Misskey source file (packages/backend/src/…) that
+ * decides the answer.
+ */
+let sandbox: Sandbox;
+beforeAll(async () => {
+  sandbox = await startSandbox({ port: 0 });
+});
+afterAll(async () => {
+  await sandbox.close();
+});
+
+interface Answer {
+  status: number;
+  body: Record<string, unknown> & { error?: { code: string; id: string; kind: string } };
+}
+
+async function post(
+  origin: string,
+  endpoint: string,
+  body: object,
+  token?: string,
+): Promise<Answer> {
+  const res = await fetch(`${origin}/api/${endpoint}`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+    },
+    body: JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text === '' ? {} : JSON.parse(text) };
+}
+
+describe('admin/accounts/create permissions (server/api/endpoints/admin/accounts/create.ts)', () => {
+  const account = { username: 'zed', password: 'zed-password' };
+
+  it('refuses a second bootstrap without credential with ACCESS_DENIED', async () => {
+    const res = await post(sandbox.origin, 'admin/accounts/create', account);
+    expect(res.status).toBe(400);
+    expect(res.body.error).toMatchObject({
+      code: 'ACCESS_DENIED',
+      id: '1fb7cb09-d46a-4fff-b8df-057708cce513',
+      kind: 'client',
+    });
+  });
+
+  it('refuses a non-admin caller and an admin app token with ACCESS_DENIED', async () => {
+    const byAlice = await post(sandbox.origin, 'admin/accounts/create', account, DEMO_TOKENS.alice);
+    expect(byAlice.status).toBe(400);
+    expect(byAlice.body.error?.id).toBe('1fb7cb09-d46a-4fff-b8df-057708cce513');
+    const admin = sandbox.demo?.users.admin;
+    sandbox.store.addToken('adminAppToken123', {
+      userId: admin?.id ?? '',
+      type: 'app',
+      permissions: ['write:admin:account'],
+    });
+    const byApp = await post(sandbox.origin, 'admin/accounts/create', account, 'adminAppToken123');
+    expect(byApp.body.error?.id).toBe('1fb7cb09-d46a-4fff-b8df-057708cce513');
+  });
+
+  it('rejects a setup password on the first call when none is configured', async () => {
+    const empty = await startSandbox({ port: 0, seed: 'empty' });
+    try {
+      const wrong = await post(empty.origin, 'admin/accounts/create', {
+        ...account,
+        setupPassword: 'guess',
+      });
+      expect(wrong.status).toBe(400);
+      expect(wrong.body.error).toMatchObject({
+        code: 'INCORRECT_INITIAL_PASSWORD',
+        id: '97147c55-1ae1-4f6f-91d6-e1c3e0e76d62',
+      });
+      const first = await post(empty.origin, 'admin/accounts/create', {
+        ...account,
+        setupPassword: ' ',
+      });
+      expect(first.status).toBe(200);
+      expect(first.body.isAdmin).toBe(true);
+    } finally {
+      await empty.close();
+    }
+  });
+});
