@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { DEMO_TOKENS } from '../src/sandbox/seed.js';
 import { type Sandbox, startSandbox } from '../src/sandbox/server.js';
 
@@ -85,6 +86,63 @@ describe('admin/accounts/create permissions (server/api/endpoints/admin/accounts
       expect(first.body.isAdmin).toBe(true);
     } finally {
       await empty.close();
+    }
+  });
+});
+
+/** Opens an authenticated socket and collects its frames. */
+async function openSocket(token: string): Promise<{ ws: WebSocket; frames: unknown[] }> {
+  const ws = new WebSocket(`${sandbox.origin.replace('http', 'ws')}/streaming?i=${token}`);
+  const frames: unknown[] = [];
+  ws.on('message', (data) => frames.push(JSON.parse(data.toString())));
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
+  return { ws, frames };
+}
+
+describe('streaming connect validation (server/api/stream/Connection.ts)', () => {
+  it('drops malformed connect requests silently and accepts pong: null', async () => {
+    const { ws, frames } = await openSocket(DEMO_TOKENS.alice);
+    try {
+      const malformed = [
+        { channel: 'main', id: 1, pong: true },
+        { id: 'no-channel', pong: true },
+        { channel: 'main', id: 'params-string', params: 'x', pong: true },
+        { channel: 'main', id: 'params-array', params: [], pong: true },
+        { channel: 'main', id: 'params-null', params: null, pong: true },
+        { channel: 'nope', id: 'unknown', pong: true },
+        { channel: 'main', id: 'pong-string', pong: 'yes' },
+      ];
+      for (const body of malformed) {
+        ws.send(JSON.stringify({ type: 'connect', body }));
+      }
+      ws.send(JSON.stringify({ type: 'connect', body: ['main'] }));
+      ws.send(JSON.stringify({ type: 'connect', body: { channel: 'main', id: 'm', pong: null } }));
+      ws.send(
+        JSON.stringify({
+          type: 'connect',
+          body: {
+            channel: 'chatUser',
+            id: 'ok',
+            pong: true,
+            params: { otherId: sandbox.demo?.users.bob.id },
+          },
+        }),
+      );
+      await expect.poll(() => frames.length).toBe(1);
+      expect(frames).toEqual([{ type: 'connected', body: { id: 'ok' } }]);
+      const alice = sandbox.demo?.users.alice.id ?? '';
+      const [socket] = sandbox.streaming.sockets(alice);
+      expect(
+        socket
+          ?.channels()
+          .map((c) => c.id)
+          .sort(),
+      ).toEqual(['m', 'ok']);
+    } finally {
+      ws.close();
     }
   });
 });
