@@ -146,3 +146,40 @@ describe('streaming connect validation (server/api/stream/Connection.ts)', () =>
     }
   });
 });
+
+describe('UserDetailed keys by viewer (core/entities/UserEntityService.ts pack)', () => {
+  it('shows followedMessage only to a follower, and moderator keys only to moderators', async () => {
+    const created = await post(
+      sandbox.origin,
+      'admin/accounts/create',
+      { username: 'loner', password: 'loner-password' },
+      DEMO_TOKENS.admin,
+    );
+    expect(created.body).not.toHaveProperty('moderationNote');
+    const userId = created.body.id as string;
+    const byAlice = (await post(sandbox.origin, 'users/show', { userId }, DEMO_TOKENS.alice)).body;
+    expect(byAlice.isFollowing).toBe(false);
+    expect(byAlice).not.toHaveProperty('followedMessage');
+    expect(byAlice).not.toHaveProperty('moderationNote');
+    expect(byAlice).not.toHaveProperty('twoFactorEnabled');
+    await post(sandbox.origin, 'following/create', { userId }, DEMO_TOKENS.alice);
+    const following = (await post(sandbox.origin, 'users/show', { userId }, DEMO_TOKENS.alice))
+      .body;
+    expect(following.followedMessage).toBeNull();
+
+    const byAdmin = (await post(sandbox.origin, 'users/show', { userId }, DEMO_TOKENS.admin)).body;
+    expect(byAdmin).toMatchObject({
+      moderationNote: '',
+      twoFactorEnabled: false,
+      usePasswordLessLogin: false,
+      securityKeys: false,
+    });
+    expect(byAdmin).not.toHaveProperty('followedMessage');
+    expect(byAdmin).not.toHaveProperty('policies');
+    const adminSelf = (await post(sandbox.origin, 'i', {}, DEMO_TOKENS.admin)).body;
+    expect(adminSelf.moderationNote).toBe('');
+    const anonymous = (await post(sandbox.origin, 'users/show', { userId })).body;
+    expect(anonymous).not.toHaveProperty('twoFactorEnabled');
+    expect(anonymous).not.toHaveProperty('isFollowing');
+  });
+});
