@@ -1,7 +1,10 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { DEMO_TOKENS } from '../src/sandbox/seed.js';
 import { type Sandbox, startSandbox } from '../src/sandbox/server.js';
+import { scenariosDir } from './support/recordings.js';
 
 /**
  * Branches of Misskey 2026.5.4 that the recorded scenarios do not reach, checked over real HTTP
@@ -181,5 +184,127 @@ describe('UserDetailed keys by viewer (core/entities/UserEntityService.ts pack)'
     const anonymous = (await post(sandbox.origin, 'users/show', { userId })).body;
     expect(anonymous).not.toHaveProperty('twoFactorEnabled');
     expect(anonymous).not.toHaveProperty('isFollowing');
+  });
+});
+
+interface Upload {
+  bytes: Buffer;
+  filename: string;
+  contentType: string;
+  fields?: Record<string, string>;
+}
+
+async function upload(file: Upload, token: string = DEMO_TOKENS.alice): Promise<Answer> {
+  const form = new FormData();
+  for (const [key, value] of Object.entries(file.fields ?? {})) {
+    form.set(key, value);
+  }
+  form.set('file', new Blob([file.bytes], { type: file.contentType }), file.filename);
+  const res = await fetch(`${sandbox.origin}/api/drive/files/create`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}` },
+    body: form,
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+/** The drive uploads of the recorded scenarios, with their bytes and Misskey's answers. */
+function recordedUploads(): { upload: Upload; response: Record<string, unknown> }[] {
+  const found = [];
+  for (const name of ['a.json', 'stream-a.json']) {
+    const scenario = JSON.parse(readFileSync(join(scenariosDir, name), 'utf8')) as {
+      steps: {
+        endpoint?: string;
+        multipart?: { filename: string; contentType: string; base64: string };
+        response: Record<string, unknown>;
+      }[];
+    };
+    for (const step of scenario.steps) {
+      if (step.endpoint === 'drive/files/create' && step.multipart) {
+        const { filename, contentType, base64 } = step.multipart;
+        const bytes = Buffer.from(base64, 'base64');
+        found.push({ upload: { bytes, filename, contentType }, response: step.response });
+      }
+    }
+  }
+  return found;
+}
+
+const PNG = recordedUploads()[0]?.upload.bytes ?? Buffer.alloc(0);
+
+describe('drive/files/create file info (core/FileInfoService.ts, core/DriveService.ts)', () => {
+  it('computes the same type, size, properties and blurhash as Misskey for the recorded files', async () => {
+    const uploads = recordedUploads();
+    expect(uploads.length).toBeGreaterThanOrEqual(3);
+    for (const { upload: file, response } of uploads) {
+      const res = await upload({ ...file, fields: { force: 'true' } });
+      expect(res.status).toBe(200);
+      for (const key of ['type', 'md5', 'size', 'properties', 'blurhash']) {
+        expect(res.body[key], key).toEqual(response[key]);
+      }
+    }
+  });
+
+  it('takes the type from the content, not from the part header', async () => {
+    const png = await upload({
+      bytes: PNG,
+      filename: 'x.txt',
+      contentType: 'text/plain',
+      fields: { force: 'true' },
+    });
+    expect(png.body).toMatchObject({
+      type: 'image/png',
+      name: 'x.txt.png',
+      properties: { width: 8, height: 8 },
+    });
+    const zip = Buffer.concat([Buffer.from('PK\x03\x04', 'latin1'), Buffer.alloc(60)]);
+    const disguised = await upload({ bytes: zip, filename: 'a.png', contentType: 'image/png' });
+    expect(disguised.status).toBe(400);
+    expect(disguised.body.error).toMatchObject({
+      code: 'UNALLOWED_FILE_TYPE',
+      id: '4becd248-7f2c-48c4-a9f0-75edc4f9a1ea',
+    });
+    const binary = Buffer.from([0x00, 0xff, 0x10, 0x80, 0x00, 0x01, 0x02, 0x03]);
+    const unknown = await upload({ bytes: binary, filename: 'b.png', contentType: 'image/png' });
+    expect(unknown.body.error?.code).toBe('UNALLOWED_FILE_TYPE');
+    const byAdmin = await upload(
+      { bytes: binary, filename: 'blob', contentType: 'image/png' },
+      DEMO_TOKENS.admin,
+    );
+    expect(byAdmin.body).toMatchObject({
+      type: 'application/octet-stream',
+      name: 'untitled.unknown',
+      blurhash: null,
+      properties: {},
+    });
+  });
+
+  it('returns the existing file for the same bytes unless force is set', async () => {
+    const bytes = Buffer.from('same text for dedup\n');
+    const first = await upload({ bytes, filename: 'one.txt', contentType: 'text/plain' });
+    const again = await upload({ bytes, filename: 'two.txt', contentType: 'text/plain' });
+    expect(again.body.id).toBe(first.body.id);
+    expect(again.body.name).toBe('one.txt');
+    const forced = await upload({
+      bytes,
+      filename: 'three.txt',
+      contentType: 'text/plain',
+      fields: { force: 'true' },
+    });
+    expect(forced.body.id).not.toBe(first.body.id);
+    expect(forced.body.type).toBe('text/plain');
+  });
+
+  it('refuses an invalid file name with INVALID_FILE_NAME', async () => {
+    const res = await upload({
+      bytes: PNG,
+      filename: 'x.png',
+      contentType: 'image/png',
+      fields: { name: '../x.png' },
+    });
+    expect(res.body.error).toMatchObject({
+      code: 'INVALID_FILE_NAME',
+      id: 'f449b209-0c60-4e51-84d5-29486263bfd4',
+    });
   });
 });

@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { addDriveFile, type UploadParams } from '../drive/upload.js';
 import { ApiError, apiError, entityNotFound, internalError } from '../errors.js';
 import { packDriveFile, packUserDetailed, packUserLite, profileHooks } from '../pack.js';
 import type { EndpointContext, EndpointDef } from '../registry.js';
@@ -253,35 +253,12 @@ export const coreEndpoints: EndpointDef[] = [
   {
     name: 'drive/files/create',
     limit: { duration: 3_600_000, max: 120 },
-    handler: (
-      ctx: EndpointContext<{
-        name?: string | null;
-        comment?: string | null;
-        isSensitive?: boolean;
-      }>,
-    ) => {
-      const owner = me(ctx);
+    handler: async (ctx: EndpointContext<UploadParams>) => {
       const upload = ctx.file;
       if (!upload) {
         throw apiError('INVALID_PARAM', '3d81ceae-475f-4600-b2a8-2bc116157532', 'Invalid param.');
       }
-      const id = ctx.store.ids.gen();
-      const isImage = upload.contentType.startsWith('image/');
-      const size = imageSize(upload.bytes);
-      const file = {
-        id,
-        userId: owner.id,
-        name: ctx.params.name || upload.filename || 'untitled',
-        type: upload.contentType,
-        md5: createHash('md5').update(upload.bytes).digest('hex'),
-        size: upload.bytes.length,
-        comment: ctx.params.comment ?? null,
-        isSensitive: ctx.params.isSensitive ?? false,
-        properties: isImage && size ? size : {},
-        blurhash: isImage ? 'e3IsOm.A=u.A=v.AD+WB9bWB=tWBf6WBf6.A9bWB9HWB=uWBf6WBf6' : null,
-        accessKey: randomUUID(),
-      };
-      ctx.store.driveFiles.set(id, file);
+      const file = await addDriveFile(ctx.store, me(ctx), upload, ctx.params);
       return packDriveFile(ctx.store, file);
     },
   },
@@ -333,15 +310,4 @@ function checkAccountCreator(
   if (ctx.token?.type === 'app' || !(ctx.me?.isAdmin || ctx.me?.isRoot)) {
     throw apiError('ACCESS_DENIED', '1fb7cb09-d46a-4fff-b8df-057708cce513', 'Access denied.');
   }
-}
-
-/** Width and height of a PNG, GIF or JPEG, enough for `properties`. */
-function imageSize(bytes: Buffer): { width: number; height: number } | null {
-  if (bytes.length >= 24 && bytes.readUInt32BE(0) === 0x89504e47) {
-    return { width: bytes.readUInt32BE(16), height: bytes.readUInt32BE(20) };
-  }
-  if (bytes.length >= 10 && bytes.toString('ascii', 0, 3) === 'GIF') {
-    return { width: bytes.readUInt16LE(6), height: bytes.readUInt16LE(8) };
-  }
-  return null;
 }
