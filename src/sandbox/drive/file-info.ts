@@ -2,12 +2,14 @@ import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { encode } from 'blurhash';
 import { fileTypeFromBuffer } from 'file-type';
+import probeImageSize from 'probe-image-size';
 import sharp from 'sharp';
 
 /**
  * What Misskey's core/FileInfoService.ts `getFileInfo` learns from an upload's bytes: the type
  * comes from the content (magic bytes through `file-type`), never from the client's part header;
- * images get their dimensions and a blurhash computed exactly as Misskey does.
+ * dimensions are read from the image header (`probe-image-size`, like Misskey, so a truncated
+ * image still has a size), and the blurhash is computed exactly as Misskey does.
  */
 export interface FileInfo {
   size: number;
@@ -57,26 +59,38 @@ export async function getFileInfo(bytes: Buffer): Promise<FileInfo> {
     type: await detectType(bytes),
   };
   if (MEASURED.has(info.type.mime)) {
-    const size = await sharp(bytes)
-      .metadata()
-      .catch(() => null);
-    if (!size?.width || !size.height) {
-      info.type = OCTET_STREAM;
-    } else {
-      info.width = size.width;
-      info.height = size.height;
-      if (size.orientation !== undefined) {
-        info.orientation = size.orientation;
-      }
-      if (size.width > MAX_DIMENSION || size.height > MAX_DIMENSION) {
-        info.type = OCTET_STREAM;
-      }
-    }
+    measure(info, bytes);
   }
   if (BLURHASHED.has(info.type.mime)) {
     info.blurhash = await blurhashOf(bytes).catch(() => undefined);
   }
   return info;
+}
+
+/** Dimensions in pixels; an image whose header cannot be read, or one beyond Misskey's limit, is
+ *  stored as octet-stream (other units leave it untouched and unmeasured). */
+function measure(info: FileInfo, bytes: Buffer): void {
+  let size: ReturnType<typeof probeImageSize.sync> = null;
+  try {
+    size = probeImageSize.sync(bytes);
+  } catch {
+    size = null;
+  }
+  if (!size) {
+    info.type = OCTET_STREAM;
+    return;
+  }
+  if (size.wUnits !== 'px') {
+    return;
+  }
+  info.width = size.width;
+  info.height = size.height;
+  if (size.orientation !== undefined) {
+    info.orientation = size.orientation;
+  }
+  if (size.width > MAX_DIMENSION || size.height > MAX_DIMENSION) {
+    info.type = OCTET_STREAM;
+  }
 }
 
 /** FileInfoService.detectType: empty → octet-stream; XML or unknown content may be SVG. */
