@@ -199,7 +199,11 @@ async function upload(file: Upload, token: string = DEMO_TOKENS.alice): Promise<
   for (const [key, value] of Object.entries(file.fields ?? {})) {
     form.set(key, value);
   }
-  form.set('file', new Blob([new Uint8Array(file.bytes)], { type: file.contentType }), file.filename);
+  form.set(
+    'file',
+    new Blob([new Uint8Array(file.bytes)], { type: file.contentType }),
+    file.filename,
+  );
   const res = await fetch(`${sandbox.origin}/api/drive/files/create`, {
     method: 'POST',
     headers: { authorization: `Bearer ${token}` },
