@@ -312,3 +312,22 @@ describe('drive/files/create file info (core/FileInfoService.ts, core/DriveServi
     });
   });
 });
+
+describe('casting GET and multipart strings (server/api/ApiCallService.ts)', () => {
+  it('refuses a string that is not JSON for a boolean or integer with its own INVALID_PARAM id', async () => {
+    const res = await upload({
+      bytes: PNG,
+      filename: 'x.png',
+      contentType: 'image/png',
+      fields: { isSensitive: 'yes' },
+    });
+    expect(res.status).toBe(400);
+    expect(res.body.error).toMatchObject({
+      code: 'INVALID_PARAM',
+      id: '0b5f1631-7c1a-41a6-b399-cce335f34d85',
+      info: { param: 'isSensitive', reason: 'cannot cast to boolean' },
+    });
+    const trend = await fetch(`${sandbox.origin}/api/hashtags/trend`);
+    expect(trend.status).toBe(200);
+  });
+});
