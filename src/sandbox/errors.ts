@@ -71,6 +71,16 @@ export const errors = {
       400,
       { param, reason },
     ),
+  /** ApiCallService's cast of a GET or multipart string that is not JSON. */
+  castFailed: (param: string, type: string) =>
+    new ApiError(
+      'INVALID_PARAM',
+      '0b5f1631-7c1a-41a6-b399-cce335f34d85',
+      'Invalid param.',
+      'client',
+      400,
+      { param, reason: `cannot cast to ${type}` },
+    ),
   credentialRequired: () =>
     new ApiError(
       'CREDENTIAL_REQUIRED',

@@ -59,13 +59,24 @@ function countFollows(store: Store, userId: string, side: 'followers' | 'followi
   return count;
 }
 
-/** `UserDetailed` as seen by `me` (null = anonymous); `MeDetailed` when `me` is the user. */
+/**
+ * `UserDetailed` as seen by `me` (null = anonymous); `MeDetailed` when `me` is the user. Which
+ * optional keys appear follows Misskey's core/entities/UserEntityService.ts `pack`:
+ * - relation keys only for another signed-in viewer, `followedMessage` there only when the viewer
+ *   follows the user (always on `MeDetailed`);
+ * - `moderationNote` for a moderator viewer (self included), and the 2FA summary keys for the user
+ *   and for moderators;
+ * - everything else of `MeDetailed` for the user only, secrets only when asked.
+ * `viewerIsModerator` overrides the viewer's moderator status (see admin/accounts/create).
+ */
 export function packUserDetailed(
   store: Store,
   user: UserRow,
   me: UserRow | null,
-  options: { withSecrets?: boolean } = {},
+  options: { withSecrets?: boolean; viewerIsModerator?: boolean } = {},
 ): Record<string, unknown> {
+  const iAmModerator = options.viewerIsModerator ?? Boolean(me && (me.isModerator || me.isAdmin));
+  const isMe = me !== null && me.id === user.id;
   const policies = store.policiesOf(user);
   const detailed: Record<string, unknown> = {
     ...packUserLite(store, user),
@@ -102,29 +113,24 @@ export function packUserDetailed(
     roles: [],
     memo: null,
   };
-  if (me && me.id !== user.id) {
-    Object.assign(detailed, {
-      isFollowing: store.isFollowing(me.id, user.id),
-      isFollowed: store.isFollowing(user.id, me.id),
-      hasPendingFollowRequestFromYou: false,
-      hasPendingFollowRequestToYou: false,
-      isBlocking: store.isBlocking(me.id, user.id),
-      isBlocked: store.isBlocking(user.id, me.id),
-      isMuted: store.isMuting(me.id, user.id),
-      isRenoteMuted: false,
-      notify: 'none',
-      withReplies: false,
-      followedMessage: null,
-    });
+  if (iAmModerator) {
+    detailed.moderationNote = '';
   }
-  if (me && me.id === user.id) {
-    const hooks = meHooks(store);
-    const unreadAnnouncements = hooks.unreadAnnouncements(user.id);
-    const unreadNotificationsCount = hooks.unreadNotificationsCount(user.id);
+  if (isMe || iAmModerator) {
     Object.assign(detailed, {
       twoFactorEnabled: false,
       usePasswordLessLogin: false,
       securityKeys: false,
+    });
+  }
+  if (me && !isMe) {
+    Object.assign(detailed, relationKeys(store, me, user));
+  }
+  if (isMe) {
+    const hooks = meHooks(store);
+    const unreadAnnouncements = hooks.unreadAnnouncements(user.id);
+    const unreadNotificationsCount = hooks.unreadNotificationsCount(user.id);
+    Object.assign(detailed, {
       avatarId: null,
       bannerId: null,
       followedMessage: null,
@@ -167,6 +173,24 @@ export function packUserDetailed(
     }
   }
   return detailed;
+}
+
+/** The viewer's relation to another user; `followedMessage` is shown to followers only. */
+function relationKeys(store: Store, me: UserRow, user: UserRow): Record<string, unknown> {
+  const isFollowing = store.isFollowing(me.id, user.id);
+  return {
+    isFollowing,
+    isFollowed: store.isFollowing(user.id, me.id),
+    hasPendingFollowRequestFromYou: false,
+    hasPendingFollowRequestToYou: false,
+    isBlocking: store.isBlocking(me.id, user.id),
+    isBlocked: store.isBlocking(user.id, me.id),
+    isMuted: store.isMuting(me.id, user.id),
+    isRenoteMuted: false,
+    notify: 'none',
+    withReplies: false,
+    ...(isFollowing ? { followedMessage: null } : {}),
+  };
 }
 
 /**

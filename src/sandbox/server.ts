@@ -83,6 +83,7 @@ interface Dispatch {
   credential: string | null;
   params: Record<string, unknown>;
   file?: UploadedFile;
+  castFailure?: CastFailure;
   actor: string;
 }
 
@@ -234,6 +235,9 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
         throw errors.permissionDenied();
       }
     }
+    if (dispatch.castFailure) {
+      throw errors.castFailed(dispatch.castFailure.param, dispatch.castFailure.type);
+    }
     const params = dispatch.params;
     if (!endpoint.validate(params)) {
       throw validationError(endpoint.validate);
@@ -309,10 +313,11 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
 
     // Body: JSON, multipart (uploads), or anything else run anonymously like Misskey does.
     let params: Record<string, unknown> = {};
+    let castFailure: CastFailure | undefined;
     let file: UploadedFile | undefined;
     const contentType = (req.headers['content-type'] ?? '').toLowerCase();
     if (req.method === 'GET') {
-      params = castStrings(endpoint, Object.fromEntries(url.searchParams));
+      ({ params, castFailure } = castStrings(endpoint, Object.fromEntries(url.searchParams)));
     } else if (contentType.startsWith('multipart/form-data')) {
       const form = await new Request(url, {
         method: 'POST',
@@ -332,7 +337,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
           };
         }
       }
-      params = castStrings(endpoint, fields);
+      ({ params, castFailure } = castStrings(endpoint, fields));
       if (file) {
         params.file = file.filename;
       }
@@ -422,6 +427,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       credential,
       params,
       file,
+      castFailure,
       actor: req.socket.remoteAddress ?? 'unknown',
     });
     const userId = credential ? (db.tokens.get(credential)?.userId ?? null) : null;
@@ -611,27 +617,36 @@ async function readBody(req: IncomingMessage, max: number): Promise<Buffer | nul
   return tooLarge ? null : Buffer.concat(chunks);
 }
 
-/** GET query strings and multipart fields are strings: cast integers and booleans like Misskey. */
-function castStrings(endpoint: Endpoint, fields: Record<string, string>): Record<string, unknown> {
+interface CastFailure {
+  param: string;
+  type: string;
+}
+
+/**
+ * GET query strings and multipart fields are strings: Misskey's ApiCallService casts those of a
+ * boolean, number or integer parameter with `JSON.parse`, and a string that does not parse
+ * (an empty one included) is refused before validation with its own INVALID_PARAM id (reported
+ * by `run`, after the permission checks).
+ */
+function castStrings(
+  endpoint: Endpoint,
+  fields: Record<string, string>,
+): { params: Record<string, unknown>; castFailure?: CastFailure } {
   const params: Record<string, unknown> = {};
+  let castFailure: CastFailure | undefined;
   for (const [key, value] of Object.entries(fields)) {
     const types = endpoint.propertyTypes[key] ?? [];
-    if (
-      (types.includes('integer') || types.includes('number') || types.includes('boolean')) &&
-      value !== ''
-    ) {
+    const base = types.filter((type) => type !== 'null');
+    const type = base.length === 1 ? base[0] : undefined;
+    if (type === 'integer' || type === 'number' || type === 'boolean') {
       try {
         params[key] = JSON.parse(value);
         continue;
       } catch {
-        // left as a string: validation reports it
+        castFailure ??= { param: key, type };
       }
-    }
-    if (types.includes('null') && value === 'null') {
-      params[key] = null;
-      continue;
     }
     params[key] = value;
   }
-  return params;
+  return { params, castFailure };
 }

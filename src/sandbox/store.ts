@@ -100,7 +100,7 @@ export interface DriveFileRow {
   size: number;
   comment: string | null;
   isSensitive: boolean;
-  properties: { width?: number; height?: number };
+  properties: { width?: number; height?: number; orientation?: number };
   blurhash: string | null;
   accessKey: string;
 }

@@ -78,6 +78,10 @@ const KINDS: Record<ChannelKind, { requireCredential: boolean; kind: string; sha
   chatRoom: { requireCredential: true, kind: 'read:chat', shared: false },
 };
 
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
 function isKind(value: unknown): value is ChannelKind {
   return typeof value === 'string' && Object.hasOwn(KINDS, value);
 }
@@ -203,10 +207,7 @@ export function attachStreaming(options: StreamingOptions): StreamingServer {
       return;
     }
     const { type, body } = message as { type?: unknown; body?: unknown };
-    const payload = (typeof body === 'object' && body !== null ? body : {}) as Record<
-      string,
-      unknown
-    >;
+    const payload = isPlainObject(body) ? body : {};
     switch (type) {
       case 'connect':
         connect(connection, payload);
@@ -232,10 +233,14 @@ export function attachStreaming(options: StreamingOptions): StreamingServer {
 
   function connect(connection: Connection, body: Record<string, unknown>): void {
     const { channel: name, id, params, pong } = body;
+    // Misskey's stream/Connection.ts drops the request unless id and channel are strings, pong is
+    // a boolean, null or absent, and params is absent or a JSON object (null and arrays are not);
+    // an unknown channel name throws inside Misskey and is dropped just the same.
     if (
       !isKind(name) ||
       typeof id !== 'string' ||
-      (pong !== undefined && typeof pong !== 'boolean')
+      (pong !== undefined && pong !== null && typeof pong !== 'boolean') ||
+      (params !== undefined && !isPlainObject(params))
     ) {
       return;
     }
@@ -256,10 +261,7 @@ export function attachStreaming(options: StreamingOptions): StreamingServer {
     if (connection.channels.size >= MAX_CHANNELS_PER_CONNECTION) {
       return;
     }
-    const given = (typeof params === 'object' && params !== null ? params : {}) as Record<
-      string,
-      unknown
-    >;
+    const given = (params ?? {}) as Record<string, unknown>;
     const me = user as UserRow;
     let stream: string;
     let channelParams: Record<string, string>;
