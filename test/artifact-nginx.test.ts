@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import {
   chmodSync,
   existsSync,
@@ -34,6 +35,18 @@ import { freePort, type RunningProcess, root, startCommand } from './support/pro
  */
 const NGINX = process.env.NGINX ?? '/usr/sbin/nginx';
 const REDIS_SERVER = process.env.REDIS_SERVER ?? 'redis-server';
+/** Without nginx or redis-server this file skips with one line, except in CI (`CI=true`), where
+ *  it must run. */
+const missing = [
+  existsSync(NGINX) ? null : NGINX,
+  spawnSync(REDIS_SERVER, ['--version']).status === 0 ? null : REDIS_SERVER,
+].filter((name) => name !== null);
+const skip = missing.length > 0 && process.env.CI !== 'true';
+if (skip) {
+  console.warn(
+    `nginx tests skipped: no ${missing.join(' or ')} (apt-get install nginx redis-server, or set NGINX and REDIS_SERVER)`,
+  );
+}
 
 let artifact: Artifact | undefined;
 let scratch = '';
@@ -46,6 +59,9 @@ let url = '';
 let aliceId = '';
 
 beforeAll(async () => {
+  if (skip) {
+    return;
+  }
   scratch = mkdtempSync(join(tmpdir(), 'misskey-graphql-nginx-'));
   artifact = await prepareArtifact();
   const redisUrl = await startRedis();
@@ -211,7 +227,7 @@ async function getJson(target: string, headers: Record<string, string>) {
   }
 }
 
-describe('deploy/nginx.conf in front of two built replicas', () => {
+describe.skipIf(skip)('deploy/nginx.conf in front of two built replicas', () => {
   it('answers a query', async () => {
     const res = await post<{ me: { username: string } }>(url, ME, { token: DEMO_TOKENS.alice });
     expect(res.status).toBe(200);
