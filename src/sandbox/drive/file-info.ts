@@ -3,7 +3,6 @@ import { createHash } from 'node:crypto';
 import { encode } from 'blurhash';
 import { fileTypeFromBuffer } from 'file-type';
 import probeImageSize from 'probe-image-size';
-import sharp from 'sharp';
 
 /**
  * What Misskey's core/FileInfoService.ts `getFileInfo` learns from an upload's bytes: the type
@@ -143,6 +142,8 @@ function isSvg(bytes: Buffer): boolean {
 
 /** FileInfoService.getBlurhash: RGBA resized into 64×64 (`fit: inside`), 5×5 components. */
 async function blurhashOf(bytes: Buffer): Promise<string> {
+  // Loaded on the first image: sharp's native library is large, and most processes never need it.
+  const { default: sharp } = await import('sharp');
   const { data, info } = await sharp(bytes)
     .raw()
     .ensureAlpha()
