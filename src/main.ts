@@ -1,7 +1,7 @@
+import { createGateway, gatewayOptionsFromConfig } from './app/gateway.js';
 import { ConfigError, loadConfig } from './config.js';
 import { DEMO_TOKENS } from './sandbox/seed.js';
 import type { Sandbox } from './sandbox/server.js';
-import { createGateway, gatewayOptionsFromConfig } from './server.js';
 
 /**
  * `npm start`: with MISSKEY_URL, the gateway in front of that instance; without it, the embedded

@@ -3,10 +3,10 @@ import { parse, validate } from 'graphql';
 import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
+import { createGateway, type Gateway, gatewayOptionsFromConfig } from '../src/app/gateway.js';
 import { loadConfig } from '../src/config.js';
-import { GRAPHIQL_CSP, type GraphiQLPageOptions, graphiqlTabs } from '../src/graphiql.js';
+import { GRAPHIQL_CSP, type GraphiQLPageOptions, graphiqlTabs } from '../src/http/graphiql.js';
 import { schema } from '../src/schema/index.js';
-import { createGateway, type Gateway, gatewayOptionsFromConfig } from '../src/server.js';
 import { DEMO_TOKENS, type Stack, startStack } from './harness.js';
 
 /** GraphiQL as served by the gateway (the browser itself is driven in browser.test.ts). */

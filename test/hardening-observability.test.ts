@@ -1,6 +1,6 @@
 import type { DestinationStream } from 'pino';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../src/observability.js';
+import { createLogger } from '../src/observability/index.js';
 import { post, WsClient } from './hardening-helpers.js';
 import { DEMO_TOKENS, type GraphQLResponse, type Stack, startStack } from './harness.js';
 

@@ -1,6 +1,6 @@
 import { createServer } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createGateway } from '../src/server.js';
+import { createGateway } from '../src/app/gateway.js';
 import type { UpstreamCallEvent } from '../src/upstream/client.js';
 import { backoffDelay } from '../src/upstream/policy.js';
 import { DEMO_TOKENS, type GraphQLResponse, type Stack, startStack } from './harness.js';

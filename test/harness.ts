@@ -1,9 +1,9 @@
 import { Writable } from 'node:stream';
 import { afterAll, expect } from 'vitest';
-import { createLogger } from '../src/observability.js';
+import { createGateway, type Gateway, type GatewayOptions } from '../src/app/gateway.js';
+import { createLogger } from '../src/observability/index.js';
 import { DEMO_TOKENS } from '../src/sandbox/seed.js';
 import { type Sandbox, type SandboxOptions, startSandbox } from '../src/sandbox/server.js';
-import { createGateway, type Gateway, type GatewayOptions } from '../src/server.js';
 import type { UpstreamCallEvent } from '../src/upstream/client.js';
 
 export { DEMO_TOKENS };

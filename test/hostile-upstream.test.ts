@@ -4,7 +4,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
-import { createGateway, type Gateway } from '../src/server.js';
+import { createGateway, type Gateway } from '../src/app/gateway.js';
 import { MAX_BODY_BYTES } from '../src/upstream/response.js';
 import { errorCode, type GraphQLResponse } from './harness.js';
 

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serializeError } from '../src/observability.js';
-import { createGateway, type Gateway } from '../src/server.js';
+import { createGateway, type Gateway } from '../src/app/gateway.js';
+import { serializeError } from '../src/observability/index.js';
 import { checkedLogger, DEMO_TOKENS, type Stack, startStack } from './harness.js';
 
 /**

@@ -2,12 +2,12 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createGateway, type Gateway, type GatewayOptions } from '../src/app/gateway.js';
 import { ConfigError, loadConfig } from '../src/config.js';
-import { createLogger } from '../src/observability.js';
-import { KEY_PREFIX } from '../src/redis.js';
+import { createLogger } from '../src/observability/index.js';
 import { DEMO_TOKENS } from '../src/sandbox/seed.js';
 import { type Sandbox, startSandbox } from '../src/sandbox/server.js';
-import { createGateway, type Gateway, type GatewayOptions } from '../src/server.js';
+import { KEY_PREFIX } from '../src/state/redis.js';
 
 /**
  * Several replicas sharing one real Redis (Debian's `redis-server`, started here on a free port

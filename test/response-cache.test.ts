@@ -1,13 +1,13 @@
 import { createYoga } from 'graphql-yoga';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { responseCache } from '../src/cache.js';
-import { type Context, createContextFactory } from '../src/context.js';
+import { responseCache } from '../src/engine/response-cache.js';
+import { type Context, createContextFactory } from '../src/schema/context.js';
 import { schema } from '../src/schema/index.js';
 import { MisskeyClient } from '../src/upstream/client.js';
 import { DEMO_TOKENS, type Stack, startStack } from './harness.js';
 
 /**
- * The response cache for anonymous public reads (src/cache.ts): what is cached, for whom, and
+ * The response cache for anonymous public reads (src/engine/response-cache.ts): what is cached, for whom, and
  * that nothing fetched with a token is ever served from or stored into it. Each test uses its own
  * query text, so entries of one test cannot answer another.
  */

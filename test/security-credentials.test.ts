@@ -1,7 +1,7 @@
 import { connect } from 'node:net';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../src/observability.js';
+import { createLogger } from '../src/observability/index.js';
 import { post, WsClient } from './hardening-helpers.js';
 import { DEMO_TOKENS, type Stack, startStack } from './harness.js';
 

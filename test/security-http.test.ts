@@ -2,8 +2,8 @@ import { createServer, type IncomingHttpHeaders, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { getIntrospectionQuery } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createGateway, type Gateway } from '../src/app/gateway.js';
 import { loadConfig } from '../src/config.js';
-import { createGateway, type Gateway } from '../src/server.js';
 import { post, WsClient } from './hardening-helpers.js';
 import { DEMO_TOKENS, type Stack, startStack } from './harness.js';
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RateLimiter } from '../src/limits.js';
+import { RateLimiter } from '../src/engine/limits.js';
 import { post } from './hardening-helpers.js';
 import { type Stack, startStack } from './harness.js';
 

@@ -1,9 +1,9 @@
 import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { fromUpstream } from '../src/errors.js';
 import { DEMO_TOKENS } from '../src/sandbox/seed.js';
 import { type Sandbox, startSandbox } from '../src/sandbox/server.js';
+import { fromUpstream } from '../src/schema/errors.js';
 import { MisskeyClient } from '../src/upstream/client.js';
 import { isValidToken, MAX_TOKEN_LENGTH } from '../src/upstream/credentials.js';
 import {

@@ -1,5 +1,5 @@
+import { createGateway, gatewayOptionsFromConfig } from '../../src/app/gateway.js';
 import { loadConfig } from '../../src/config.js';
-import { createGateway, gatewayOptionsFromConfig } from '../../src/server.js';
 import { announceReady, serveCommands } from '../ipc.js';
 import type { ServerReady } from '../protocol.js';
 import { statsHandlers } from './stats.js';

@@ -1,4 +1,4 @@
-import type { SharedRedis } from '../redis.js';
+import type { SharedRedis } from '../state/redis.js';
 import type { AnyUser, UserLite } from '../upstream/entities.js';
 
 /**

@@ -1,9 +1,9 @@
 import DataLoader from 'dataloader';
 import { GraphQLError } from 'graphql';
 import type { entities } from 'misskey-js';
-import type { Context } from '../context.js';
-import { badInput } from '../errors.js';
 import { builder } from './builder.js';
+import type { Context } from './context.js';
+import { badInput } from './errors.js';
 import { assertId } from './ids.js';
 import { type CursorParams, idConnection } from './pagination.js';
 

@@ -7,9 +7,9 @@ import RelayPlugin from '@pothos/plugin-relay';
 import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
 // https://pothos-graphql.dev/docs/plugins/simple-objects — small value types (reactions, badges)
 import SimpleObjectsPlugin from '@pothos/plugin-simple-objects';
-import type { Context } from '../context.js';
-import { unauthenticated } from '../errors.js';
-import { fieldCost } from '../limits.js';
+import { fieldCost } from '../engine/limits.js';
+import type { Context } from './context.js';
+import { unauthenticated } from './errors.js';
 
 export type Scalars = {
   DateTime: { Input: Date; Output: Date | string };
@@ -23,7 +23,7 @@ export const builder = new SchemaBuilder<{
 }>({
   // scope-auth first, as its docs recommend: auth runs before any other plugin's wrapping.
   plugins: [ScopeAuthPlugin, RelayPlugin, SimpleObjectsPlugin, ComplexityPlugin],
-  // Every field gets a cost (connections × page size); src/limits.ts enforces MAX_COST.
+  // Every field gets a cost (connections × page size); src/engine/limits.ts enforces MAX_COST.
   complexity: { fieldComplexity: fieldCost, disabled: true },
   scopeAuth: {
     authorizeOnSubscribe: true,

@@ -1,7 +1,7 @@
 import type { entities } from 'misskey-js';
-import { registerInternalReason } from '../errors.js';
 import { builder } from './builder.js';
 import { ChatRoom, chatRead, misskeyCodeOf, rememberRoom } from './chat-rooms.js';
+import { registerInternalReason } from './errors.js';
 import { assertId } from './ids.js';
 import { idConnection } from './pagination.js';
 import { User } from './users.js';

@@ -1,5 +1,3 @@
-import type { Context } from '../context.js';
-import { badInput, ErrorCode, gatewayError, registerInternalReason } from '../errors.js';
 import type { AnyUser } from '../upstream/entities.js';
 import { builder } from './builder.js';
 import {
@@ -12,7 +10,9 @@ import {
   rememberMessages,
   roomMessagesPage,
 } from './chat-rooms.js';
+import type { Context } from './context.js';
 import { DriveFile } from './drive.js';
+import { badInput, ErrorCode, gatewayError, registerInternalReason } from './errors.js';
 import { assertId } from './ids.js';
 import { type Connection, type ConnectionArgs, idConnection } from './pagination.js';
 import { User } from './users.js';

@@ -9,18 +9,18 @@ import {
   type SelectionSetNode,
 } from 'graphql';
 import type { entities } from 'misskey-js';
-import type { Context } from '../context.js';
+import { type ChatRead, chatReadKey, loadChatReads } from '../loaders/chat.js';
+import type { EndpointName, EndpointParams } from '../upstream/client.js';
+import type { DriveFile, UserLite } from '../upstream/entities.js';
+import { builder } from './builder.js';
+import type { Context } from './context.js';
 import {
   badInput,
   ErrorCode,
   fromUpstream,
   gatewayError,
   registerInternalReason,
-} from '../errors.js';
-import { type ChatRead, chatReadKey, loadChatReads } from '../loaders/chat.js';
-import type { EndpointName, EndpointParams } from '../upstream/client.js';
-import type { DriveFile, UserLite } from '../upstream/entities.js';
-import { builder } from './builder.js';
+} from './errors.js';
 import { assertId } from './ids.js';
 import { type Connection, type ConnectionArgs, idConnection } from './pagination.js';
 import { User } from './users.js';

@@ -1,10 +1,10 @@
 import DataLoader from 'dataloader';
 import { GraphQLError } from 'graphql';
 import type { entities } from 'misskey-js';
-import type { Context } from '../context.js';
-import { badInput } from '../errors.js';
 import type { UserDetailed } from '../upstream/entities.js';
 import { builder } from './builder.js';
+import type { Context } from './context.js';
+import { badInput } from './errors.js';
 import { User } from './users.js';
 
 type HashtagEntity = entities.Hashtag;

@@ -1,4 +1,4 @@
-import { badInput } from '../errors.js';
+import { badInput } from './errors.js';
 
 /** Misskey ids are alphanumeric (`misskey:id` = /^[a-zA-Z0-9]+$/); anything else cannot exist. */
 const ID = /^[a-zA-Z0-9]{1,64}$/;

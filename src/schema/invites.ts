@@ -1,9 +1,9 @@
 import { GraphQLError } from 'graphql';
 import type { entities } from 'misskey-js';
-import type { Context } from '../context.js';
-import { ErrorCode } from '../errors.js';
 import type { AnyUser } from '../upstream/entities.js';
 import { builder } from './builder.js';
+import type { Context } from './context.js';
+import { ErrorCode } from './errors.js';
 import { assertId } from './ids.js';
 import { idConnection } from './pagination.js';
 import { User } from './users.js';

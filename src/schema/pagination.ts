@@ -1,4 +1,4 @@
-import { badInput } from '../errors.js';
+import { badInput } from './errors.js';
 import { assertId } from './ids.js';
 
 /**

@@ -1,7 +1,7 @@
 import { GraphQLError } from 'graphql';
-import { ErrorCode } from '../errors.js';
 import type { AnyUser } from '../upstream/entities.js';
 import { builder } from './builder.js';
+import { ErrorCode } from './errors.js';
 import { User } from './users.js';
 
 /** `sw/show-registration` and `sw/update-registration` (API.md §2, "sw registration"). */

@@ -1,18 +1,4 @@
 import type { GraphQLError } from 'graphql';
-import {
-  type Context,
-  createContextFactory,
-  credentialFrom,
-  type InitialContext,
-} from '../context.js';
-import {
-  badInput,
-  ErrorCode,
-  fromUpstream,
-  gatewayError,
-  malformedCredential,
-  unauthenticated,
-} from '../errors.js';
 import type { UserLite } from '../upstream/entities.js';
 import {
   type ChannelSpec,
@@ -29,6 +15,20 @@ import {
 import { builder } from './builder.js';
 import { ChatMessage } from './chat-messages.js';
 import { type ChatMessageShape, loadRoom } from './chat-rooms.js';
+import {
+  type Context,
+  createContextFactory,
+  credentialFrom,
+  type InitialContext,
+} from './context.js';
+import {
+  badInput,
+  ErrorCode,
+  fromUpstream,
+  gatewayError,
+  malformedCredential,
+  unauthenticated,
+} from './errors.js';
 import { assertId } from './ids.js';
 import { User } from './users.js';
 

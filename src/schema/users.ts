@@ -1,7 +1,7 @@
-import type { Context } from '../context.js';
-import { badInput } from '../errors.js';
 import type { AnyUser, UserDetailed } from '../upstream/entities.js';
 import { builder } from './builder.js';
+import type { Context } from './context.js';
+import { badInput } from './errors.js';
 import { assertId } from './ids.js';
 
 /** How many users `Query.users` takes at once. */

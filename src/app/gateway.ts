@@ -12,18 +12,11 @@ import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, type YogaServerInstance } from 'graphql-yoga';
 import { type Logger, pino } from 'pino';
 import { type WebSocket, WebSocketServer } from 'ws';
-import { type Config, type CorsOrigins, DEFAULT_LIMITS, type LimitsConfig } from './config.js';
-import {
-  type Context,
-  createContextFactory,
-  credentialFrom,
-  type InitialContext,
-  tokenFrom,
-} from './context.js';
-import { ErrorCode, maskUnexpected } from './errors.js';
-import { createGraphiQL, type GraphiQLDefaults } from './graphiql.js';
-import { GatewayRateLimit, type GatewayRateLimits, limitError } from './limits.js';
-import { createUserCache } from './loaders/user-cache.js';
+import { type Config, type CorsOrigins, DEFAULT_LIMITS, type LimitsConfig } from '../config.js';
+import { GatewayRateLimit, type GatewayRateLimits, limitError } from '../engine/limits.js';
+import { CSRF_HEADERS, gatewayPlugins } from '../engine/plugins.js';
+import { createGraphiQL, type GraphiQLDefaults } from '../http/graphiql.js';
+import { createUserCache } from '../loaders/user-cache.js';
 import {
   createLogger,
   GatewayMetrics,
@@ -31,14 +24,21 @@ import {
   requestScope,
   routeOf,
   statusLabel,
-} from './observability.js';
-import { CSRF_HEADERS, gatewayPlugins } from './plugins.js';
-import { SharedRedis, type SharedRedisOptions } from './redis.js';
-import { schema } from './schema/index.js';
-import { websocketAuth } from './schema/subscriptions.js';
-import { MisskeyClient, type UpstreamCallEvent } from './upstream/client.js';
-import { StreamHub, type StreamHubOptions } from './upstream/stream.js';
-import { WebSocketAdmission } from './ws-admission.js';
+} from '../observability/index.js';
+import {
+  type Context,
+  createContextFactory,
+  credentialFrom,
+  type InitialContext,
+  tokenFrom,
+} from '../schema/context.js';
+import { ErrorCode, maskUnexpected } from '../schema/errors.js';
+import { schema } from '../schema/index.js';
+import { websocketAuth } from '../schema/subscriptions.js';
+import { SharedRedis, type SharedRedisOptions } from '../state/redis.js';
+import { MisskeyClient, type UpstreamCallEvent } from '../upstream/client.js';
+import { StreamHub, type StreamHubOptions } from '../upstream/stream.js';
+import { WebSocketAdmission } from '../websocket/admission.js';
 
 export interface GatewayOptions {
   /** Origin of the Misskey server (or the sandbox). */

@@ -2,8 +2,8 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import { type DestinationStream, type Logger, pino, stdSerializers } from 'pino';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { LogLevel } from './config.js';
-import type { BreakerState } from './upstream/policy.js';
+import type { LogLevel } from '../config.js';
+import type { BreakerState } from '../upstream/policy.js';
 
 /**
  * Logs, request scope and metrics. Logs are pino JSON lines; every line written while serving a

@@ -13,12 +13,12 @@ import {
   type SourceLocation,
 } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
-import { type ResponseCacheOptions, responseCache } from './cache.js';
-import { DEFAULT_LIMITS, type LimitsConfig } from './config.js';
-import { type Context, credentialFrom, tokenFrom } from './context.js';
-import { ErrorCode, gatewayError, malformedCredential } from './errors.js';
+import { DEFAULT_LIMITS, type LimitsConfig } from '../config.js';
+import { type GatewayMetrics, requestScope } from '../observability/index.js';
+import { type Context, credentialFrom, tokenFrom } from '../schema/context.js';
+import { ErrorCode, gatewayError, malformedCredential } from '../schema/errors.js';
 import { type GatewayRateLimit, limitError, operationLimitPlugins } from './limits.js';
-import { type GatewayMetrics, requestScope } from './observability.js';
+import { type ResponseCacheOptions, responseCache } from './response-cache.js';
 
 export interface PluginOptions {
   /** Operation limits (default: `DEFAULT_LIMITS`). */

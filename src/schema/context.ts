@@ -1,22 +1,22 @@
 import DataLoader from 'dataloader';
 import type { YogaInitialContext } from 'graphql-yoga';
-import { fromUpstream, malformedCredential } from './errors.js';
-import type { UserCache } from './loaders/user-cache.js';
-import { loadUsers } from './loaders/users.js';
+import type { UserCache } from '../loaders/user-cache.js';
+import { loadUsers } from '../loaders/users.js';
 import type {
   EndpointName,
   EndpointParams,
   EndpointResult,
   MisskeyClient,
-} from './upstream/client.js';
-import { isValidToken, MAX_TOKEN_LENGTH } from './upstream/credentials.js';
+} from '../upstream/client.js';
+import { isValidToken, MAX_TOKEN_LENGTH } from '../upstream/credentials.js';
 import {
   type AnyUser,
   isDetailed,
   type MeDetailed,
   type UserDetailed,
-} from './upstream/entities.js';
-import type { StreamHub } from './upstream/stream.js';
+} from '../upstream/entities.js';
+import type { StreamHub } from '../upstream/stream.js';
+import { fromUpstream, malformedCredential } from './errors.js';
 
 /**
  * Per-request (per-subscription-event) state. A new context is made for every HTTP operation and

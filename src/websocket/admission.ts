@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { GraphQLError } from 'graphql';
-import type { LimitsConfig } from './config.js';
-import { limitError } from './limits.js';
+import type { LimitsConfig } from '../config.js';
+import { limitError } from '../engine/limits.js';
 
 /** The websocket as this module needs it (`ws`'s WebSocket). */
 interface Closable {

@@ -16,9 +16,9 @@ import {
   type ValidationRule,
 } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
-import { DEFAULT_LIMITS, type LimitsConfig } from './config.js';
-import { ErrorCode, gatewayError } from './errors.js';
-import type { SharedRedis } from './redis.js';
+import { DEFAULT_LIMITS, type LimitsConfig } from '../config.js';
+import { ErrorCode, gatewayError } from '../schema/errors.js';
+import type { SharedRedis } from '../state/redis.js';
 
 /**
  * Operation limits, all checked before execution (so an operation over a limit makes no upstream

@@ -2,10 +2,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { printSchema } from 'graphql';
-import { schema } from './schema/index.js';
+import { schema } from './index.js';
 
 /** `npm run schema` writes schema.graphql; `--check` fails when the committed file is stale. */
-const target = resolve(dirname(fileURLToPath(import.meta.url)), '../schema.graphql');
+const target = resolve(dirname(fileURLToPath(import.meta.url)), '../../schema.graphql');
 const printed = `${printSchema(schema)}\n`;
 
 if (process.argv.includes('--check')) {

@@ -8,9 +8,9 @@ import {
 } from '@graphql-yoga/plugin-response-cache';
 import { printSchema } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
-import type { Context } from './context.js';
-import type { SharedRedis } from './redis.js';
-import { schema } from './schema/index.js';
+import type { Context } from '../schema/context.js';
+import { schema } from '../schema/index.js';
+import type { SharedRedis } from '../state/redis.js';
 
 /**
  * How long an anonymous result of each public root field may be served again, in ms. The trend

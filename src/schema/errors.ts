@@ -7,8 +7,8 @@ import {
   UpstreamRequestRefusedError,
   UpstreamTimeoutError,
   UpstreamUnavailableError,
-} from './upstream/errors.js';
-import { CircuitOpenError } from './upstream/policy.js';
+} from '../upstream/errors.js';
+import { CircuitOpenError } from '../upstream/policy.js';
 
 /**
  * The gateway's error model: every error a client can see has one of these `extensions.code`s
