@@ -1,0 +1,81 @@
+import { type DestinationStream, type Logger, pino, stdSerializers } from 'pino';
+import type { LogLevel } from '../config.js';
+import { requestScope } from './request-scope.js';
+
+/**
+ * Logs are pino JSON lines; every line written while serving a request carries its `reqId`;
+ * credentials are redacted by path and scrubbed from error text.
+ */
+
+const BEARER = /(bearer\s+)(?:bearer\s+)*[^\s"',;]+/gi;
+
+/** Removes anything shaped like a bearer credential from a text. */
+export function scrub(text: string): string {
+  return text.replace(BEARER, '$1[redacted]');
+}
+
+/**
+ * An error for the log: pino's standard fields with every string value scrubbed (values, never
+ * serialized JSON, whose escapes a replacement could cut). Whatever the error holds, this never
+ * throws: a log line must never change an answer.
+ */
+export function serializeError(error: unknown): unknown {
+  try {
+    return scrubValues(stdSerializers.err(error as Error), 0);
+  } catch {
+    return { type: 'Error', message: '[error could not be serialized]' };
+  }
+}
+
+const MAX_SCRUB_DEPTH = 8;
+
+function scrubValues(value: unknown, depth: number): unknown {
+  if (typeof value === 'string') {
+    return scrub(value);
+  }
+  if (value === null || typeof value !== 'object') {
+    return value;
+  }
+  if (depth >= MAX_SCRUB_DEPTH) {
+    return '[nested too deep]';
+  }
+  if (Array.isArray(value)) {
+    return value.map((item) => scrubValues(item, depth + 1));
+  }
+  const scrubbed: Record<string, unknown> = {};
+  for (const [key, item] of Object.entries(value)) {
+    scrubbed[key] = scrubValues(item, depth + 1);
+  }
+  return scrubbed;
+}
+
+/** Paths pino replaces with "[redacted]" wherever they appear in a log object. */
+export const REDACT_PATHS = [
+  'token',
+  'authorization',
+  'headers.authorization',
+  'headers.cookie',
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'connectionParams',
+  '*.token',
+  '*.authorization',
+  '*.connectionParams',
+  'i',
+  'params.i',
+];
+
+export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
+  const options = {
+    level,
+    base: { service: 'misskey-graphql' },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    serializers: { err: serializeError },
+    mixin: () => {
+      const scope = requestScope.getStore();
+      return scope ? { reqId: scope.requestId } : {};
+    },
+  };
+  return destination ? pino(options, destination) : pino(options);
+}

@@ -1,0 +1,194 @@
+import type { IncomingMessage, Server } from 'node:http';
+import type { DocumentNode, ExecutionArgs, execute, GraphQLError, subscribe } from 'graphql';
+import { useServer } from 'graphql-ws/use/ws';
+import { type WebSocket, WebSocketServer } from 'ws';
+import type { Services } from '../app/services.js';
+import type { LimitsConfig } from '../config.js';
+import { limitError } from '../engine/limits.js';
+import type { Engine } from '../engine/yoga.js';
+import { clientIp } from '../http/client-ip.js';
+import { credentialFrom, type InitialContext, tokenFrom } from '../schema/context.js';
+import { websocketAuth } from '../schema/subscriptions.js';
+import { WebSocketAdmission } from './admission.js';
+import { parseFailure, withoutHttp } from './errors.js';
+
+type Enveloped = {
+  execute: (args: ExecutionArgs) => ReturnType<typeof execute>;
+  subscribe: (args: ExecutionArgs) => ReturnType<typeof subscribe>;
+};
+
+/** What graphql-ws tells of a socket (the parts used here). */
+interface SocketContext {
+  subscriptions: Record<string, unknown>;
+  connectionParams?: Readonly<Record<string, unknown>>;
+  extra: { request: IncomingMessage; socket: WebSocket };
+}
+
+type SubscribePayload = {
+  query: string;
+  operationName?: string | null;
+  variables?: Record<string, unknown> | null;
+  extensions?: Record<string, unknown> | null;
+};
+
+export interface WebSocketFront {
+  /** Closes every socket (1001), completing their operations, and stops accepting new ones. */
+  close(): Promise<void>;
+}
+
+/**
+ * graphql-ws on the HTTP server's `/graphql`: admission (credentials, per-token shares, per-socket
+ * operations, the rate limit), then the engine's own parse, validate, context and execute, so a
+ * websocket operation passes the same plugins and limits as an HTTP one.
+ */
+export function createWebSocketFront(
+  server: Server,
+  engine: Engine,
+  services: Services,
+  options: { limits: LimitsConfig; trustProxy?: boolean },
+): WebSocketFront {
+  const { limits } = options;
+  const { metrics } = services;
+  const wss = new WebSocketServer({
+    server,
+    path: engine.graphqlEndpoint,
+    maxPayload: limits.wsMaxPayloadBytes,
+  });
+  const admission = new WebSocketAdmission(limits);
+  wss.on('connection', (socket) => {
+    metrics?.wsConnections.inc();
+    admission.opened(socket);
+    socket.once('close', () => {
+      metrics?.wsConnections.dec();
+      admission.closed(socket);
+    });
+  });
+  const admit = operationAdmission(services, options);
+  const wsAuth = websocketAuth(services.stream);
+  const graphqlWs = useServer(
+    {
+      execute: (args) => (args.rootValue as Enveloped).execute(args),
+      subscribe: (args) => (args.rootValue as Enveloped).subscribe(args),
+      onOperation: () => {
+        metrics?.activeSubscriptions.inc();
+      },
+      onComplete: (ctx, id) => {
+        metrics?.activeSubscriptions.dec();
+        admission.end(ctx.extra.socket, id);
+      },
+      onError: (_ctx, _id, _payload, errors) => errors.map(withoutHttp),
+      connectionInitWaitTimeout: limits.wsInitTimeoutMs,
+      onConnect: async (ctx) => {
+        if (!(await wsAuth.onConnect(ctx))) {
+          return false;
+        }
+        const credential = credentialFrom({ connectionParams: ctx.connectionParams ?? {} });
+        return admission.connected(
+          ctx.extra.socket,
+          credential.kind === 'token' ? credential.token : null,
+        );
+      },
+      onSubscribe: async (ctx, id, params) => {
+        const refused = await admit(ctx);
+        if (refused) {
+          return [refused];
+        }
+        const forbidden = await wsAuth.onSubscribe(ctx, params);
+        if (forbidden) {
+          return forbidden;
+        }
+        const prepared = await prepare(engine, ctx, params);
+        if (Array.isArray(prepared)) {
+          return prepared;
+        }
+        // Counted against the token's share last: a refused operation never holds a place.
+        const credential = credentialFrom({
+          connectionParams: ctx.connectionParams ?? {},
+          params: params as InitialContext['params'],
+        });
+        const overShare =
+          credential.kind === 'token'
+            ? admission.start(ctx.extra.socket, id, credential.token)
+            : null;
+        return overShare ? [overShare] : (prepared as ExecutionArgs);
+      },
+    },
+    wss,
+  );
+  return {
+    close: async () => {
+      for (const socket of wss.clients) {
+        socket.close(1001, 'Server shutting down');
+      }
+      await graphqlWs.dispose();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+    },
+  };
+}
+
+/** Limits of a websocket operation, checked before it is parsed: per-socket count, rate. */
+function operationAdmission(
+  services: Services,
+  options: { limits: LimitsConfig; trustProxy?: boolean },
+): (ctx: SocketContext) => Promise<GraphQLError | null> {
+  const { limits } = options;
+  return async (ctx) => {
+    // graphql-ws registers the new operation's id before onSubscribe runs.
+    const running = Object.keys(ctx.subscriptions).length;
+    if (running > limits.wsMaxSubscriptions) {
+      return limitError(
+        'subscriptions',
+        limits.wsMaxSubscriptions,
+        `A websocket may run ${limits.wsMaxSubscriptions} operations at once.`,
+        running,
+      );
+    }
+    if (!services.rateLimit.enabled) {
+      return null;
+    }
+    return services.rateLimit.check(
+      tokenFrom({ connectionParams: ctx.connectionParams }),
+      clientIp(ctx.extra.request, options.trustProxy ?? false),
+    );
+  };
+}
+
+/** The engine's parse, validate and context for one websocket operation: its execution
+ *  arguments, or the errors to answer (coded like Yoga codes them on HTTP). */
+async function prepare(
+  engine: Engine,
+  ctx: SocketContext,
+  params: SubscribePayload,
+): Promise<ExecutionArgs | readonly GraphQLError[]> {
+  const enveloped = engine.getEnveloped({
+    ...ctx,
+    req: ctx.extra.request,
+    socket: ctx.extra.socket,
+    params,
+    connectionParams: ctx.connectionParams,
+  });
+  let document: DocumentNode;
+  try {
+    document = enveloped.parse(params.query);
+  } catch (error) {
+    // Thrown here, graphql-ws would close the socket (4500): answer like HTTP does instead.
+    return [parseFailure(error)];
+  }
+  let errors: readonly GraphQLError[];
+  try {
+    errors = enveloped.validate(enveloped.schema, document);
+  } catch (error) {
+    return [parseFailure(error, 'GRAPHQL_VALIDATION_FAILED')];
+  }
+  if (errors.length > 0) {
+    return errors;
+  }
+  return {
+    schema: enveloped.schema,
+    operationName: params.operationName,
+    document,
+    variableValues: params.variables,
+    contextValue: await enveloped.contextFactory(),
+    rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
+  };
+}
