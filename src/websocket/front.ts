@@ -54,15 +54,7 @@ export function createWebSocketFront(
     path: engine.graphqlEndpoint,
     maxPayload: limits.wsMaxPayloadBytes,
   });
-  const admission = new WebSocketAdmission(limits);
-  wss.on('connection', (socket) => {
-    metrics?.wsConnections.inc();
-    admission.opened(socket);
-    socket.once('close', () => {
-      metrics?.wsConnections.dec();
-      admission.closed(socket);
-    });
-  });
+  const admission = trackSockets(wss, limits, services);
   const admit = operationAdmission(services, options);
   const wsAuth = websocketAuth(services.stream);
   const graphqlWs = useServer(
@@ -124,6 +116,24 @@ export function createWebSocketFront(
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     },
   };
+}
+
+/** Counts open sockets (metrics) and gives each to the per-token admission. */
+function trackSockets(
+  wss: WebSocketServer,
+  limits: LimitsConfig,
+  services: Services,
+): WebSocketAdmission {
+  const admission = new WebSocketAdmission(limits);
+  wss.on('connection', (socket) => {
+    services.metrics?.wsConnections.inc();
+    admission.opened(socket);
+    socket.once('close', () => {
+      services.metrics?.wsConnections.dec();
+      admission.closed(socket);
+    });
+  });
+  return admission;
 }
 
 /** Limits of a websocket operation, checked before it is parsed: per-socket count, rate. */
