@@ -17,7 +17,7 @@ export interface Config {
   upstreamConnections: number;
   /** Serve GraphiQL on GET /graphql. */
   graphiql: boolean;
-  /** Operation limits, checked before execution (README, "Limits"). */
+  /** Operation limits, checked before execution (docs/security.md). */
   limits: LimitsConfig;
   /** Deadline of one GraphQL query or mutation, in ms: every upstream call of it ends by then. */
   operationTimeoutMs: number;

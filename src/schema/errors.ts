@@ -12,7 +12,7 @@ import { CircuitOpenError } from '../upstream/policy.js';
 
 /**
  * The gateway's error model: every error a client can see has one of these `extensions.code`s
- * (README, "Errors"), over HTTP and websockets alike. When Misskey refused a call,
+ * (docs/errors.md), over HTTP and websockets alike. When Misskey refused a call,
  * `extensions.misskey` holds its `code`, `id` and HTTP `status`. Domains add codes of their own
  * for Misskey refusals they know (e.g. `CHAT_UNAVAILABLE`), always with `extensions.misskey`.
  */
