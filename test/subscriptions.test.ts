@@ -537,7 +537,11 @@ describe('the hub after upstream failures', () => {
     streaming().refuseUpgrades(null);
     await live.nth(2, 5_000);
     await sleep(3_500); // Misskey's own newChatMessage would come now: it must not duplicate
-    expect(live.results.map((r) => r.data?.chatMessageReceived.id)).toEqual(sent);
+    // Only this test's messages (ids grow with time): a slow machine can still let Misskey's late
+    // announcement of an earlier test's message arrive here.
+    const first = sent[0] ?? '';
+    const got = live.results.map((r) => r.data?.chatMessageReceived.id ?? '');
+    expect(got.filter((id) => id >= first)).toEqual(sent);
     live.stop();
   });
 });
