@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { Readable } from 'node:stream';
+import type { DemoData } from './demo.js';
 import { allEndpoints, domainSetups } from './endpoints/index.js';
 import { ApiError, errors } from './errors.js';
 import {
@@ -12,7 +13,7 @@ import {
   type UploadedFile,
   validationError,
 } from './registry.js';
-import { type DemoData, seedDemo } from './seed.js';
+import { seedDemo } from './seed.js';
 import { Store, type TokenRow, type UserRow } from './store.js';
 import { attachStreaming, type StreamingServer } from './streaming.js';
 
