@@ -331,3 +331,91 @@ describe('casting GET and multipart strings (server/api/ApiCallService.ts)', () 
     expect(trend.status).toBe(200);
   });
 });
+
+describe('moderator and administrator roles (server/api/ApiCallService.ts, core/RoleService.ts)', () => {
+  const role = {
+    description: '',
+    color: null,
+    iconUrl: null,
+    target: 'manual',
+    condFormula: {},
+    isPublic: false,
+    asBadge: false,
+    canEditMembersByModerator: false,
+    displayOrder: 0,
+    policies: {},
+  };
+  const announcement = { title: 't', text: 'x', imageUrl: null };
+
+  async function newUser(name: string): Promise<{ id: string; token: string }> {
+    const res = await post(
+      sandbox.origin,
+      'admin/accounts/create',
+      { username: name, password: `${name}-password` },
+      DEMO_TOKENS.admin,
+    );
+    return res.body as unknown as { id: string; token: string };
+  }
+
+  async function assign(name: string, flags: object, userId: string): Promise<void> {
+    const created = await post(
+      sandbox.origin,
+      'admin/roles/create',
+      { ...role, name, isModerator: false, isAdministrator: false, ...flags },
+      DEMO_TOKENS.admin,
+    );
+    const roleId = (created.body as { id: string }).id;
+    const assigned = await post(
+      sandbox.origin,
+      'admin/roles/assign',
+      { roleId, userId },
+      DEMO_TOKENS.admin,
+    );
+    expect(assigned.status).toBe(204);
+  }
+
+  it('a role with isModerator opens moderator endpoints, not administrator ones', async () => {
+    const mod = await newUser('modrole');
+    const before = await post(
+      sandbox.origin,
+      'admin/announcements/create',
+      announcement,
+      mod.token,
+    );
+    expect(before.body.error?.id).toBe('d33d5333-db36-423d-a8f9-1a2b9549da41');
+    await assign('Moderators', { isModerator: true }, mod.id);
+    const after = await post(sandbox.origin, 'admin/announcements/create', announcement, mod.token);
+    expect(after.status).toBe(200);
+    const admin = await post(
+      sandbox.origin,
+      'admin/roles/create',
+      { ...role, name: 'n' },
+      mod.token,
+    );
+    expect(admin.status).toBe(403);
+    expect(admin.body.error).toMatchObject({
+      code: 'ROLE_PERMISSION_DENIED',
+      id: 'c3d38592-54c0-429d-be96-5636b0431a61',
+    });
+    const i = await post(sandbox.origin, 'i', {}, mod.token);
+    expect(i.body).toMatchObject({ isModerator: true, isAdmin: false });
+  });
+
+  it('a role with isAdministrator opens administrator endpoints and role-policy endpoints', async () => {
+    const adm = await newUser('admrole');
+    // invite/list requires the canInvite policy, which the demo default policies deny.
+    const before = await post(sandbox.origin, 'invite/list', {}, adm.token);
+    expect(before.body.error?.id).toBe('7f86f06f-7e15-4057-8561-f4b6d4ac755a');
+    await assign('Admins', { isAdministrator: true }, adm.id);
+    const created = await post(
+      sandbox.origin,
+      'admin/roles/create',
+      { ...role, name: 'by-role-admin', isModerator: false, isAdministrator: false },
+      adm.token,
+    );
+    expect(created.status).toBe(200);
+    expect((await post(sandbox.origin, 'invite/list', {}, adm.token)).status).toBe(200);
+    const i = await post(sandbox.origin, 'i', {}, adm.token);
+    expect(i.body).toMatchObject({ isModerator: true, isAdmin: true });
+  });
+});

@@ -216,13 +216,13 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     if (me?.isSuspended && endpoint.requireCredential) {
       throw errors.suspended();
     }
-    if (endpoint.def.requireModerator && !(me?.isModerator || me?.isAdmin)) {
+    if (endpoint.def.requireModerator && !(me && db.isModerator(me))) {
       throw errors.notModerator();
     }
-    if (endpoint.def.requireAdmin && !me?.isAdmin) {
+    if (endpoint.def.requireAdmin && !(me && db.isAdministrator(me))) {
       throw errors.notAdmin();
     }
-    if (endpoint.def.requiredRolePolicy && me && !me.isAdmin && !me.isRoot) {
+    if (endpoint.def.requiredRolePolicy && me && !db.isAdministrator(me)) {
       if (!db.policiesOf(me)[endpoint.def.requiredRolePolicy]) {
         throw errors.rolePermissionDenied();
       }
@@ -230,7 +230,8 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     if (token && token.type === 'app') {
       if (
         endpoint.kind === null
-          ? endpoint.requireCredential
+          ? endpoint.requireCredential ||
+            Boolean(endpoint.def.requireModerator || endpoint.def.requireAdmin)
           : !token.permissions.includes(endpoint.kind)
       ) {
         throw errors.permissionDenied();

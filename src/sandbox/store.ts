@@ -89,6 +89,10 @@ export interface RoleRow {
   policies: Partial<
     Record<keyof Policies, { value: unknown; useDefault?: boolean; priority?: number }>
   >;
+  /** Misskey's role flags: an assigned role with one of them makes its users administrators or
+   *  moderators (RoleService.isAdministrator / isModerator). */
+  isAdministrator?: boolean;
+  isModerator?: boolean;
 }
 
 export interface DriveFileRow {
@@ -169,6 +173,33 @@ export class Store {
       }
     }
     return policies;
+  }
+
+  /** RoleService.isAdministrator: the root user, or an assigned role with `isAdministrator`
+   *  (`isAdmin` is the sandbox's shortcut for such a role). */
+  isAdministrator(user: UserRow): boolean {
+    return user.isRoot || user.isAdmin || this.#assignedRoles(user).some((r) => r.isAdministrator);
+  }
+
+  /** RoleService.isModerator: the root user, or an assigned role with `isModerator` or
+   *  `isAdministrator` (`isModerator`/`isAdmin` are the sandbox's shortcuts for such roles). */
+  isModerator(user: UserRow): boolean {
+    return (
+      user.isModerator ||
+      this.isAdministrator(user) ||
+      this.#assignedRoles(user).some((r) => r.isModerator)
+    );
+  }
+
+  #assignedRoles(user: UserRow): RoleRow[] {
+    const roles: RoleRow[] = [];
+    for (const roleId of user.roleIds) {
+      const role = this.roles.get(roleId);
+      if (role) {
+        roles.push(role);
+      }
+    }
+    return roles;
   }
 
   isFollowing(follower: string, followee: string): boolean {

@@ -281,7 +281,7 @@ export function attachStreaming(options: StreamingOptions): StreamingServer {
       if (
         typeof roomId !== 'string' ||
         !room ||
-        !(isRoomMember(chatState(store), room, me.id) || isModerator(me))
+        !(isRoomMember(chatState(store), room, me.id) || isModerator(store, me))
       ) {
         return;
       }

@@ -453,7 +453,7 @@ export const chatMessageEndpoints: EndpointDef[] = [
       const { store, params } = ctx;
       const state = chatState(store);
       const room = state.rooms.get(params.roomId);
-      if (!room || !(isRoomMember(state, room, user.id) || isModerator(user))) {
+      if (!room || !(isRoomMember(state, room, user.id) || isModerator(store, user))) {
         throw apiError('NO_SUCH_ROOM', 'c4d9f88c-9270-4632-b032-6ed8cee36f7f', 'No such room.');
       }
       const messages = [...state.messages.values()].filter((m) => m.toRoomId === room.id);
@@ -513,7 +513,9 @@ export const chatMessageEndpoints: EndpointDef[] = [
       // The sender, the DM recipient or a moderator: other room members do not see it here.
       if (
         !message ||
-        (message.fromUserId !== user.id && message.toUserId !== user.id && !isModerator(user))
+        (message.fromUserId !== user.id &&
+          message.toUserId !== user.id &&
+          !isModerator(ctx.store, user))
       ) {
         throw apiError(
           'NO_SUCH_MESSAGE',

@@ -112,7 +112,7 @@ export const chatRoomEndpoints: EndpointDef[] = [
       const { store } = ctx;
       const state = chatState(store);
       const room = state.rooms.get(ctx.params.roomId);
-      if (!room || !(room.ownerId === user.id || isModerator(user))) {
+      if (!room || !(room.ownerId === user.id || isModerator(store, user))) {
         throw apiError('NO_SUCH_ROOM', 'd4e3753d-97bf-4a19-ab8e-21080fbc0f4b', 'No such room.');
       }
       for (const member of [
@@ -150,7 +150,7 @@ export const chatRoomEndpoints: EndpointDef[] = [
         !(
           isRoomMember(state, room, user.id) ||
           invitationOf(state, room.id, user.id) ||
-          isModerator(user)
+          isModerator(ctx.store, user)
         )
       ) {
         throw apiError('NO_SUCH_ROOM', '857ae02f-8759-4d20-9adb-6e95fffe4fd7', 'No such room.');

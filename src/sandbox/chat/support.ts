@@ -29,8 +29,8 @@ export function canChat(store: Store, user: UserRow, permission: 'read' | 'write
   return availability === 'available' || (availability === 'readonly' && permission === 'read');
 }
 
-export function isModerator(user: UserRow): boolean {
-  return user.isModerator || user.isAdmin;
+export function isModerator(store: Store, user: UserRow): boolean {
+  return store.isModerator(user);
 }
 
 /** TypeORM's `findOneByOrFail` failure, with the criteria printed the way Misskey leaks them. */
