@@ -401,6 +401,70 @@ describe('moderator and administrator roles (server/api/ApiCallService.ts, core/
     expect(i.body).toMatchObject({ isModerator: true, isAdmin: false });
   });
 
+  it('a moderator role sees rooms and messages it is not part of (core/ChatService.ts, stream/channels/chat-room.ts)', async () => {
+    const mod = await newUser('chatmod');
+    const roomId = sandbox.demo?.ids.room ?? '';
+    const messageId = sandbox.demo?.ids.directLatestMessage ?? '';
+    const before = await post(sandbox.origin, 'chat/messages/room-timeline', { roomId }, mod.token);
+    expect(before.body.error?.id).toBe('c4d9f88c-9270-4632-b032-6ed8cee36f7f');
+    await assign('Chat moderators', { isModerator: true }, mod.id);
+    const timeline = await post(
+      sandbox.origin,
+      'chat/messages/room-timeline',
+      { roomId },
+      mod.token,
+    );
+    expect(timeline.status).toBe(200);
+    const show = await post(sandbox.origin, 'chat/rooms/show', { roomId }, mod.token);
+    expect(show.status).toBe(200);
+    const message = await post(sandbox.origin, 'chat/messages/show', { messageId }, mod.token);
+    expect(message.status).toBe(200);
+    const { ws, frames } = await openSocket(mod.token);
+    try {
+      ws.send(
+        JSON.stringify({
+          type: 'connect',
+          body: { channel: 'chatRoom', id: 'r', pong: true, params: { roomId } },
+        }),
+      );
+      await expect.poll(() => frames.length).toBe(1);
+      expect(frames[0]).toEqual({ type: 'connected', body: { id: 'r' } });
+    } finally {
+      ws.close();
+    }
+  });
+
+  it('checks the role before the app token kind, which admin tokens may carry', async () => {
+    const admin = sandbox.demo?.users.admin.id ?? '';
+    const alice = sandbox.demo?.users.alice.id ?? '';
+    sandbox.store.addToken('adminRolesApp001', {
+      userId: admin,
+      type: 'app',
+      permissions: ['write:admin:roles'],
+    });
+    sandbox.store.addToken('adminOtherApp001', {
+      userId: admin,
+      type: 'app',
+      permissions: ['write:admin:meta'],
+    });
+    sandbox.store.addToken('aliceRolesApp001', {
+      userId: alice,
+      type: 'app',
+      permissions: ['write:admin:roles'],
+    });
+    const body = { ...role, name: 'via-app', isModerator: false, isAdministrator: false };
+    const granted = await post(sandbox.origin, 'admin/roles/create', body, 'adminRolesApp001');
+    expect(granted.status).toBe(200);
+    const wrongKind = await post(sandbox.origin, 'admin/roles/create', body, 'adminOtherApp001');
+    expect(wrongKind.status).toBe(403);
+    expect(wrongKind.body.error).toMatchObject({
+      code: 'PERMISSION_DENIED',
+      id: '1370e5b7-d4eb-4566-bb1d-7748ee6a1838',
+    });
+    const notAdmin = await post(sandbox.origin, 'admin/roles/create', body, 'aliceRolesApp001');
+    expect(notAdmin.body.error?.id).toBe('c3d38592-54c0-429d-be96-5636b0431a61');
+  });
+
   it('a role with isAdministrator opens administrator endpoints and role-policy endpoints', async () => {
     const adm = await newUser('admrole');
     // invite/list requires the canInvite policy, which the demo default policies deny.
