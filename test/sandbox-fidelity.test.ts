@@ -483,3 +483,48 @@ describe('moderator and administrator roles (server/api/ApiCallService.ts, core/
     expect(i.body).toMatchObject({ isModerator: true, isAdmin: true });
   });
 });
+
+describe('date cursors (core/IdService.ts gen, core/QueryService.ts makePaginationQuery)', () => {
+  // `sinceDate`/`untilDate` become `IdService.gen(date)`: an id of that millisecond with the next
+  // counter value, which sorts after the ids already made in that millisecond.
+  it('untilDate = a message createdAt includes it, sinceDate = its createdAt leaves it out', async () => {
+    const bob = sandbox.demo?.users.bob.id ?? '';
+    const sent = await post(
+      sandbox.origin,
+      'chat/messages/create-to-user',
+      { toUserId: bob, text: 'date cursor' },
+      DEMO_TOKENS.alice,
+    );
+    const { id, createdAt } = sent.body as { id: string; createdAt: string };
+    const at = Date.parse(createdAt);
+    const until = await post(
+      sandbox.origin,
+      'chat/messages/user-timeline',
+      { userId: bob, untilDate: at, limit: 1 },
+      DEMO_TOKENS.alice,
+    );
+    expect((until.body as unknown as { id: string }[]).map((m) => m.id)).toEqual([id]);
+    const since = await post(
+      sandbox.origin,
+      'chat/messages/user-timeline',
+      { userId: bob, sinceDate: at },
+      DEMO_TOKENS.alice,
+    );
+    expect((since.body as unknown as { id: string }[]).map((m) => m.id)).not.toContain(id);
+  });
+
+  it('the same for announcements', async () => {
+    const created = await post(
+      sandbox.origin,
+      'admin/announcements/create',
+      { title: 'dated', text: 'x', imageUrl: null },
+      DEMO_TOKENS.admin,
+    );
+    const { id, createdAt } = created.body as { id: string; createdAt: string };
+    const at = Date.parse(createdAt);
+    const until = await post(sandbox.origin, 'announcements', { untilDate: at, limit: 1 });
+    expect((until.body as unknown as { id: string }[]).map((a) => a.id)).toEqual([id]);
+    const since = await post(sandbox.origin, 'announcements', { sinceDate: at });
+    expect((since.body as unknown as { id: string }[]).map((a) => a.id)).not.toContain(id);
+  });
+});

@@ -441,7 +441,7 @@ export const chatMessageEndpoints: EndpointDef[] = [
       const conversation = [...chatState(store).messages.values()].filter((m) =>
         isDirectBetween(m, user.id, other.id),
       );
-      const page = paginate(conversation, (m) => m.id, params);
+      const page = paginate(conversation, (m) => m.id, params, store.ids);
       markChatRead(store, user.id, { otherId: other.id });
       return page.map((message) => packMessageLiteFor1on1(store, message));
     },
@@ -457,7 +457,7 @@ export const chatMessageEndpoints: EndpointDef[] = [
         throw apiError('NO_SUCH_ROOM', 'c4d9f88c-9270-4632-b032-6ed8cee36f7f', 'No such room.');
       }
       const messages = [...state.messages.values()].filter((m) => m.toRoomId === room.id);
-      const page = paginate(messages, (m) => m.id, params);
+      const page = paginate(messages, (m) => m.id, params, store.ids);
       markChatRead(store, user.id, { roomId: room.id });
       return page.map((message) => packMessageLiteForRoom(store, message, 'owner'));
     },

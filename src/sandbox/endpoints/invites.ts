@@ -187,7 +187,7 @@ export const invitesEndpoints: EndpointDef[] = [
     handler: (ctx: EndpointContext<PageParams>) => {
       const user = me(ctx);
       const mine = [...invites(ctx.store).values()].filter((row) => row.createdById === user.id);
-      return paginate(mine, ctx.params).map((row) =>
+      return paginate(mine, ctx.params, ctx.store.ids).map((row) =>
         packInvite(ctx.store, row, { withCreator: true }),
       );
     },
