@@ -528,3 +528,36 @@ describe('date cursors (core/IdService.ts gen, core/QueryService.ts makePaginati
     expect((since.body as unknown as { id: string }[]).map((a) => a.id)).not.toContain(id);
   });
 });
+
+describe('main channel readNotification (core/NotificationService.ts readAllNotification)', () => {
+  it('publishes readAllNotifications when something new was read, once', async () => {
+    const carol = sandbox.demo?.users.carol.id ?? '';
+    const room = await post(sandbox.origin, 'chat/rooms/create', { name: 'n' }, DEMO_TOKENS.alice);
+    const roomId = (room.body as { id: string }).id;
+    const { ws, frames } = await openSocket(DEMO_TOKENS.carol);
+    try {
+      ws.send(JSON.stringify({ type: 'connect', body: { channel: 'main', id: 'm', pong: true } }));
+      await expect.poll(() => frames.length).toBe(1);
+      const invited = await post(
+        sandbox.origin,
+        'chat/rooms/invitations/create',
+        { roomId, userId: carol },
+        DEMO_TOKENS.alice,
+      );
+      expect(invited.status).toBe(200);
+      await expect.poll(() => frames.length).toBe(2); // the `notification`
+      ws.send(JSON.stringify({ type: 'readNotification', body: {} }));
+      await expect.poll(() => frames.length).toBe(3);
+      expect(frames[2]).toEqual({
+        type: 'channel',
+        body: { id: 'm', type: 'readAllNotifications', body: null },
+      });
+      ws.send(JSON.stringify({ type: 'readNotification', body: {} }));
+      // Nothing newer than the last read: no second event (nor the 2 s `unreadNotification`).
+      await new Promise((resolve) => setTimeout(resolve, 2_300));
+      expect(frames).toHaveLength(3);
+    } finally {
+      ws.close();
+    }
+  });
+});
