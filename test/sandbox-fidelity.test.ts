@@ -374,6 +374,47 @@ describe('moderator and administrator roles (server/api/ApiCallService.ts, core/
     expect(assigned.status).toBe(204);
   }
 
+  it('combines the policies of several roles as RoleService.getUserPolicies does', async () => {
+    const user = await newUser('tworoles');
+    const policy = (value: unknown, priority = 0) => ({ useDefault: false, priority, value });
+    const withPolicies = async (name: string, policies: object) => {
+      const created = await post(
+        sandbox.origin,
+        'admin/roles/create',
+        { ...role, name, isModerator: false, isAdministrator: false, policies },
+        DEMO_TOKENS.admin,
+      );
+      const roleId = (created.body as { id: string }).id;
+      await post(
+        sandbox.origin,
+        'admin/roles/assign',
+        { roleId, userId: user.id },
+        DEMO_TOKENS.admin,
+      );
+    };
+    await withPolicies('A', {
+      canInvite: policy(true),
+      inviteLimit: policy(7),
+      chatAvailability: policy('readonly'),
+    });
+    await withPolicies('B', {
+      canInvite: policy(false),
+      inviteLimit: policy(3),
+      chatAvailability: policy('unavailable'),
+    });
+    const i = await post(sandbox.origin, 'i', {}, user.token);
+    expect((i.body as { policies: object }).policies).toMatchObject({
+      canInvite: true,
+      inviteLimit: 7,
+      chatAvailability: 'readonly',
+    });
+    // A higher priority wins over every priority-0 value.
+    await withPolicies('C', { chatAvailability: policy('unavailable', 1) });
+    const history = await post(sandbox.origin, 'chat/history', {}, user.token);
+    expect(history.status).toBe(500);
+    expect(JSON.stringify(history.body)).toContain('ROLE_PERMISSION_DENIED');
+  });
+
   it('a role with isModerator opens moderator endpoints, not administrator ones', async () => {
     const mod = await newUser('modrole');
     const before = await post(
