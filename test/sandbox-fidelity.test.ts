@@ -331,3 +331,274 @@ describe('casting GET and multipart strings (server/api/ApiCallService.ts)', () 
     expect(trend.status).toBe(200);
   });
 });
+
+describe('moderator and administrator roles (server/api/ApiCallService.ts, core/RoleService.ts)', () => {
+  const role = {
+    description: '',
+    color: null,
+    iconUrl: null,
+    target: 'manual',
+    condFormula: {},
+    isPublic: false,
+    asBadge: false,
+    canEditMembersByModerator: false,
+    displayOrder: 0,
+    policies: {},
+  };
+  const announcement = { title: 't', text: 'x', imageUrl: null };
+
+  async function newUser(name: string): Promise<{ id: string; token: string }> {
+    const res = await post(
+      sandbox.origin,
+      'admin/accounts/create',
+      { username: name, password: `${name}-password` },
+      DEMO_TOKENS.admin,
+    );
+    return res.body as unknown as { id: string; token: string };
+  }
+
+  async function assign(name: string, flags: object, userId: string): Promise<void> {
+    const created = await post(
+      sandbox.origin,
+      'admin/roles/create',
+      { ...role, name, isModerator: false, isAdministrator: false, ...flags },
+      DEMO_TOKENS.admin,
+    );
+    const roleId = (created.body as { id: string }).id;
+    const assigned = await post(
+      sandbox.origin,
+      'admin/roles/assign',
+      { roleId, userId },
+      DEMO_TOKENS.admin,
+    );
+    expect(assigned.status).toBe(204);
+  }
+
+  it('combines the policies of several roles as RoleService.getUserPolicies does', async () => {
+    const user = await newUser('tworoles');
+    const policy = (value: unknown, priority = 0) => ({ useDefault: false, priority, value });
+    const withPolicies = async (name: string, policies: object) => {
+      const created = await post(
+        sandbox.origin,
+        'admin/roles/create',
+        { ...role, name, isModerator: false, isAdministrator: false, policies },
+        DEMO_TOKENS.admin,
+      );
+      const roleId = (created.body as { id: string }).id;
+      await post(
+        sandbox.origin,
+        'admin/roles/assign',
+        { roleId, userId: user.id },
+        DEMO_TOKENS.admin,
+      );
+    };
+    await withPolicies('A', {
+      canInvite: policy(true),
+      inviteLimit: policy(7),
+      chatAvailability: policy('readonly'),
+    });
+    await withPolicies('B', {
+      canInvite: policy(false),
+      inviteLimit: policy(3),
+      chatAvailability: policy('unavailable'),
+    });
+    const i = await post(sandbox.origin, 'i', {}, user.token);
+    expect((i.body as { policies: object }).policies).toMatchObject({
+      canInvite: true,
+      inviteLimit: 7,
+      chatAvailability: 'readonly',
+    });
+    // A higher priority wins over every priority-0 value.
+    await withPolicies('C', { chatAvailability: policy('unavailable', 1) });
+    const history = await post(sandbox.origin, 'chat/history', {}, user.token);
+    expect(history.status).toBe(500);
+    expect(JSON.stringify(history.body)).toContain('ROLE_PERMISSION_DENIED');
+  });
+
+  it('a role with isModerator opens moderator endpoints, not administrator ones', async () => {
+    const mod = await newUser('modrole');
+    const before = await post(
+      sandbox.origin,
+      'admin/announcements/create',
+      announcement,
+      mod.token,
+    );
+    expect(before.body.error?.id).toBe('d33d5333-db36-423d-a8f9-1a2b9549da41');
+    await assign('Moderators', { isModerator: true }, mod.id);
+    const after = await post(sandbox.origin, 'admin/announcements/create', announcement, mod.token);
+    expect(after.status).toBe(200);
+    const admin = await post(
+      sandbox.origin,
+      'admin/roles/create',
+      { ...role, name: 'n' },
+      mod.token,
+    );
+    expect(admin.status).toBe(403);
+    expect(admin.body.error).toMatchObject({
+      code: 'ROLE_PERMISSION_DENIED',
+      id: 'c3d38592-54c0-429d-be96-5636b0431a61',
+    });
+    const i = await post(sandbox.origin, 'i', {}, mod.token);
+    expect(i.body).toMatchObject({ isModerator: true, isAdmin: false });
+  });
+
+  it('a moderator role sees rooms and messages it is not part of (core/ChatService.ts, stream/channels/chat-room.ts)', async () => {
+    const mod = await newUser('chatmod');
+    const roomId = sandbox.demo?.ids.room ?? '';
+    const messageId = sandbox.demo?.ids.directLatestMessage ?? '';
+    const before = await post(sandbox.origin, 'chat/messages/room-timeline', { roomId }, mod.token);
+    expect(before.body.error?.id).toBe('c4d9f88c-9270-4632-b032-6ed8cee36f7f');
+    await assign('Chat moderators', { isModerator: true }, mod.id);
+    const timeline = await post(
+      sandbox.origin,
+      'chat/messages/room-timeline',
+      { roomId },
+      mod.token,
+    );
+    expect(timeline.status).toBe(200);
+    const show = await post(sandbox.origin, 'chat/rooms/show', { roomId }, mod.token);
+    expect(show.status).toBe(200);
+    const message = await post(sandbox.origin, 'chat/messages/show', { messageId }, mod.token);
+    expect(message.status).toBe(200);
+    const { ws, frames } = await openSocket(mod.token);
+    try {
+      ws.send(
+        JSON.stringify({
+          type: 'connect',
+          body: { channel: 'chatRoom', id: 'r', pong: true, params: { roomId } },
+        }),
+      );
+      await expect.poll(() => frames.length).toBe(1);
+      expect(frames[0]).toEqual({ type: 'connected', body: { id: 'r' } });
+    } finally {
+      ws.close();
+    }
+  });
+
+  it('checks the role before the app token kind, which admin tokens may carry', async () => {
+    const admin = sandbox.demo?.users.admin.id ?? '';
+    const alice = sandbox.demo?.users.alice.id ?? '';
+    sandbox.store.addToken('adminRolesApp001', {
+      userId: admin,
+      type: 'app',
+      permissions: ['write:admin:roles'],
+    });
+    sandbox.store.addToken('adminOtherApp001', {
+      userId: admin,
+      type: 'app',
+      permissions: ['write:admin:meta'],
+    });
+    sandbox.store.addToken('aliceRolesApp001', {
+      userId: alice,
+      type: 'app',
+      permissions: ['write:admin:roles'],
+    });
+    const body = { ...role, name: 'via-app', isModerator: false, isAdministrator: false };
+    const granted = await post(sandbox.origin, 'admin/roles/create', body, 'adminRolesApp001');
+    expect(granted.status).toBe(200);
+    const wrongKind = await post(sandbox.origin, 'admin/roles/create', body, 'adminOtherApp001');
+    expect(wrongKind.status).toBe(403);
+    expect(wrongKind.body.error).toMatchObject({
+      code: 'PERMISSION_DENIED',
+      id: '1370e5b7-d4eb-4566-bb1d-7748ee6a1838',
+    });
+    const notAdmin = await post(sandbox.origin, 'admin/roles/create', body, 'aliceRolesApp001');
+    expect(notAdmin.body.error?.id).toBe('c3d38592-54c0-429d-be96-5636b0431a61');
+  });
+
+  it('a role with isAdministrator opens administrator endpoints and role-policy endpoints', async () => {
+    const adm = await newUser('admrole');
+    // invite/list requires the canInvite policy, which the demo default policies deny.
+    const before = await post(sandbox.origin, 'invite/list', {}, adm.token);
+    expect(before.body.error?.id).toBe('7f86f06f-7e15-4057-8561-f4b6d4ac755a');
+    await assign('Admins', { isAdministrator: true }, adm.id);
+    const created = await post(
+      sandbox.origin,
+      'admin/roles/create',
+      { ...role, name: 'by-role-admin', isModerator: false, isAdministrator: false },
+      adm.token,
+    );
+    expect(created.status).toBe(200);
+    expect((await post(sandbox.origin, 'invite/list', {}, adm.token)).status).toBe(200);
+    const i = await post(sandbox.origin, 'i', {}, adm.token);
+    expect(i.body).toMatchObject({ isModerator: true, isAdmin: true });
+  });
+});
+
+describe('date cursors (core/IdService.ts gen, core/QueryService.ts makePaginationQuery)', () => {
+  // `sinceDate`/`untilDate` become `IdService.gen(date)`: an id of that millisecond with the next
+  // counter value, which sorts after the ids already made in that millisecond.
+  it('untilDate = a message createdAt includes it, sinceDate = its createdAt leaves it out', async () => {
+    const bob = sandbox.demo?.users.bob.id ?? '';
+    const sent = await post(
+      sandbox.origin,
+      'chat/messages/create-to-user',
+      { toUserId: bob, text: 'date cursor' },
+      DEMO_TOKENS.alice,
+    );
+    const { id, createdAt } = sent.body as { id: string; createdAt: string };
+    const at = Date.parse(createdAt);
+    const until = await post(
+      sandbox.origin,
+      'chat/messages/user-timeline',
+      { userId: bob, untilDate: at, limit: 1 },
+      DEMO_TOKENS.alice,
+    );
+    expect((until.body as unknown as { id: string }[]).map((m) => m.id)).toEqual([id]);
+    const since = await post(
+      sandbox.origin,
+      'chat/messages/user-timeline',
+      { userId: bob, sinceDate: at },
+      DEMO_TOKENS.alice,
+    );
+    expect((since.body as unknown as { id: string }[]).map((m) => m.id)).not.toContain(id);
+  });
+
+  it('the same for announcements', async () => {
+    const created = await post(
+      sandbox.origin,
+      'admin/announcements/create',
+      { title: 'dated', text: 'x', imageUrl: null },
+      DEMO_TOKENS.admin,
+    );
+    const { id, createdAt } = created.body as { id: string; createdAt: string };
+    const at = Date.parse(createdAt);
+    const until = await post(sandbox.origin, 'announcements', { untilDate: at, limit: 1 });
+    expect((until.body as unknown as { id: string }[]).map((a) => a.id)).toEqual([id]);
+    const since = await post(sandbox.origin, 'announcements', { sinceDate: at });
+    expect((since.body as unknown as { id: string }[]).map((a) => a.id)).not.toContain(id);
+  });
+});
+
+describe('main channel readNotification (core/NotificationService.ts readAllNotification)', () => {
+  it('publishes readAllNotifications when something new was read, once', async () => {
+    const carol = sandbox.demo?.users.carol.id ?? '';
+    const room = await post(sandbox.origin, 'chat/rooms/create', { name: 'n' }, DEMO_TOKENS.alice);
+    const roomId = (room.body as { id: string }).id;
+    const { ws, frames } = await openSocket(DEMO_TOKENS.carol);
+    try {
+      ws.send(JSON.stringify({ type: 'connect', body: { channel: 'main', id: 'm', pong: true } }));
+      await expect.poll(() => frames.length).toBe(1);
+      const invited = await post(
+        sandbox.origin,
+        'chat/rooms/invitations/create',
+        { roomId, userId: carol },
+        DEMO_TOKENS.alice,
+      );
+      expect(invited.status).toBe(200);
+      await expect.poll(() => frames.length).toBe(2); // the `notification`
+      ws.send(JSON.stringify({ type: 'readNotification', body: {} }));
+      await expect.poll(() => frames.length).toBe(3);
+      expect(frames[2]).toEqual({
+        type: 'channel',
+        body: { id: 'm', type: 'readAllNotifications', body: null },
+      });
+      ws.send(JSON.stringify({ type: 'readNotification', body: {} }));
+      // Nothing newer than the last read: no second event (nor the 2 s `unreadNotification`).
+      await new Promise((resolve) => setTimeout(resolve, 2_300));
+      expect(frames).toHaveLength(3);
+    } finally {
+      ws.close();
+    }
+  });
+});

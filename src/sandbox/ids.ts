@@ -14,6 +14,16 @@ export class IdGenerator {
     this.#node = node.toString(36).padStart(4, '0').slice(-4);
   }
 
+  /** `genAidx(time)` as it is, for a past date too: the time given and the next counter value. */
+  at(time: number): string {
+    this.#counter = (this.#counter + 1) % 36 ** 4;
+    return (
+      (Math.max(time, TIME_2000) - TIME_2000).toString(36).padStart(8, '0') +
+      this.#node +
+      this.#counter.toString(36).padStart(4, '0')
+    );
+  }
+
   /** A new id for `time` (default now). Ids made in one process never repeat and never go back. */
   gen(time = Date.now()): string {
     let t = Math.max(time, TIME_2000);
@@ -31,10 +41,15 @@ export class IdGenerator {
   }
 }
 
-/** A cursor id for a date, as Misskey makes from `sinceDate`/`untilDate`: every real id of that
- *  millisecond sorts after it. */
-export function idForDate(time: number): string {
-  return `${(Math.max(time, TIME_2000) - TIME_2000).toString(36).padStart(8, '0')}00000000`;
+/**
+ * The cursor Misskey makes from `sinceDate`/`untilDate`: `IdService.gen(date)` (a future or zero
+ * date is now), a real aidx of this node with the next counter value, so the ids already made
+ * in that millisecond sort before it: `untilDate` = a message's `createdAt` includes that message,
+ * `sinceDate` = its `createdAt` leaves it out (core/QueryService.ts makePaginationQuery).
+ */
+export function idForDate(ids: IdGenerator, time: number): string {
+  const now = Date.now();
+  return ids.at(!time || time > now ? now : time);
 }
 
 export function timeOfId(id: string): number {

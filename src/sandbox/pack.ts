@@ -75,7 +75,7 @@ export function packUserDetailed(
   me: UserRow | null,
   options: { withSecrets?: boolean; viewerIsModerator?: boolean } = {},
 ): Record<string, unknown> {
-  const iAmModerator = options.viewerIsModerator ?? Boolean(me && (me.isModerator || me.isAdmin));
+  const iAmModerator = options.viewerIsModerator ?? Boolean(me && store.isModerator(me));
   const isMe = me !== null && me.id === user.id;
   const policies = store.policiesOf(user);
   const detailed: Record<string, unknown> = {
@@ -134,8 +134,8 @@ export function packUserDetailed(
       avatarId: null,
       bannerId: null,
       followedMessage: null,
-      isModerator: user.isModerator || user.isAdmin,
-      isAdmin: user.isAdmin,
+      isModerator: store.isModerator(user),
+      isAdmin: store.isAdministrator(user),
       injectFeaturedNote: true,
       receiveAnnouncementEmail: true,
       alwaysMarkNsfw: false,

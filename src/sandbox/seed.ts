@@ -1,30 +1,15 @@
-import type { Sandbox } from './server.js';
+import { DEMO_TOKENS, type DemoData, type DemoUser, type SeedTarget } from './demo.js';
+import { seedChat } from './seeds/chat.js';
+import { seedPublic } from './seeds/public.js';
 
-/** Fixed demo tokens, so GraphiQL and examples work at once against `npm start`. */
-export const DEMO_TOKENS = {
-  admin: 'demoAdminToken01',
-  alice: 'demoAliceToken01',
-  bob: 'demoBobToken0001',
-  carol: 'demoCarolToken01',
-} as const;
-
-export type DemoUser = keyof typeof DEMO_TOKENS;
-
-export interface DemoData {
-  users: Record<DemoUser, { id: string; username: string; token: string }>;
-  /** Ids of what domain seeders created (rooms, messages, …), by name. */
-  ids: Record<string, string>;
-}
-
-/** A domain's contribution to the demo data, run in order after the users exist. */
-export type DemoSeeder = (sandbox: Sandbox, demo: DemoData) => Promise<void>;
+export { DEMO_TOKENS, type DemoData, type DemoSeeder, type DemoUser } from './demo.js';
 
 /**
  * Builds the demo data through the sandbox's own endpoints, the way a script would set up a real
  * instance: the first `admin/accounts/create` needs no token and makes the root admin, who then
  * creates alice, bob and carol. Their tokens are then swapped for the fixed DEMO_TOKENS.
  */
-export async function seedDemo(sandbox: Sandbox): Promise<DemoData> {
+export async function seedDemo(sandbox: SeedTarget): Promise<DemoData> {
   const users = {} as DemoData['users'];
   const create = async (name: DemoUser, adminToken: string | null) => {
     const created = (await sandbox.call(
@@ -82,9 +67,6 @@ export async function seedDemo(sandbox: Sandbox): Promise<DemoData> {
   }
 
   const demo: DemoData = { users, ids: {} };
-  // Imported here, not at the top: the seed modules import this one for their types.
-  const { seedChat } = await import('./seeds/chat.js');
-  const { seedPublic } = await import('./seeds/public.js');
   for (const seeder of [seedChat, seedPublic]) {
     await seeder(sandbox, demo);
   }

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { Readable } from 'node:stream';
+import type { DemoData } from './demo.js';
 import { allEndpoints, domainSetups } from './endpoints/index.js';
 import { ApiError, errors } from './errors.js';
 import {
@@ -12,7 +13,7 @@ import {
   type UploadedFile,
   validationError,
 } from './registry.js';
-import { type DemoData, seedDemo } from './seed.js';
+import { seedDemo } from './seed.js';
 import { Store, type TokenRow, type UserRow } from './store.js';
 import { attachStreaming, type StreamingServer } from './streaming.js';
 
@@ -215,13 +216,13 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     if (me?.isSuspended && endpoint.requireCredential) {
       throw errors.suspended();
     }
-    if (endpoint.def.requireModerator && !(me?.isModerator || me?.isAdmin)) {
+    if (endpoint.def.requireModerator && !(me && db.isModerator(me))) {
       throw errors.notModerator();
     }
-    if (endpoint.def.requireAdmin && !me?.isAdmin) {
+    if (endpoint.def.requireAdmin && !(me && db.isAdministrator(me))) {
       throw errors.notAdmin();
     }
-    if (endpoint.def.requiredRolePolicy && me && !me.isAdmin && !me.isRoot) {
+    if (endpoint.def.requiredRolePolicy && me && !db.isAdministrator(me)) {
       if (!db.policiesOf(me)[endpoint.def.requiredRolePolicy]) {
         throw errors.rolePermissionDenied();
       }
@@ -229,7 +230,8 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     if (token && token.type === 'app') {
       if (
         endpoint.kind === null
-          ? endpoint.requireCredential
+          ? endpoint.requireCredential ||
+            Boolean(endpoint.def.requireModerator || endpoint.def.requireAdmin)
           : !token.permissions.includes(endpoint.kind)
       ) {
         throw errors.permissionDenied();

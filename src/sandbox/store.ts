@@ -47,6 +47,26 @@ export const DEFAULT_POLICIES = {
 
 export type Policies = typeof DEFAULT_POLICIES;
 
+/** How RoleService.getUserPolicies combines the values of one policy across roles. */
+function aggregatePolicy(key: string, baseValue: unknown, values: unknown[]): unknown {
+  if (key === 'chatAvailability') {
+    if (values.includes('available')) {
+      return 'available';
+    }
+    return values.includes('readonly') ? 'readonly' : 'unavailable';
+  }
+  if (typeof baseValue === 'boolean') {
+    return values.some((v) => v === true);
+  }
+  if (typeof baseValue === 'number') {
+    return Math.max(...values.map(Number));
+  }
+  if (Array.isArray(baseValue)) {
+    return [...new Set(values.flatMap((v) => (Array.isArray(v) ? v : [])))];
+  }
+  return values[values.length - 1];
+}
+
 export type ChatScope = 'everyone' | 'following' | 'followers' | 'mutual' | 'none';
 
 export interface UserRow {
@@ -89,6 +109,10 @@ export interface RoleRow {
   policies: Partial<
     Record<keyof Policies, { value: unknown; useDefault?: boolean; priority?: number }>
   >;
+  /** Misskey's role flags: an assigned role with one of them makes its users administrators or
+   *  moderators (RoleService.isAdministrator / isModerator). */
+  isAdministrator?: boolean;
+  isModerator?: boolean;
 }
 
 export interface DriveFileRow {
@@ -154,21 +178,63 @@ export class Store {
     return undefined;
   }
 
-  /** Effective policies of a user: default policies overridden by the user's roles. */
+  /**
+   * Effective policies of a user, as RoleService.getUserPolicies: with no role, the default
+   * policies; else, per policy, the values of the highest priority present among the user's roles
+   * (a role that does not set it counts with the default value), combined: any `true` for a
+   * boolean, the largest number, the union of `uploadableFileTypes`, and for `chatAvailability`
+   * `available` over `readonly` over `unavailable`.
+   */
   policiesOf(user: UserRow): Policies {
-    const policies = structuredClone(this.defaultPolicies);
+    const base = this.defaultPolicies;
+    const roles = this.#assignedRoles(user);
+    if (roles.length === 0) {
+      return structuredClone(base);
+    }
+    const policies = {} as Record<string, unknown>;
+    for (const [key, baseValue] of Object.entries(base)) {
+      const settings = roles.map(
+        (role) =>
+          role.policies[key as keyof Policies] ?? {
+            priority: 0,
+            useDefault: true,
+            value: undefined,
+          },
+      );
+      const top = [2, 1]
+        .map((priority) => settings.filter((s) => (s.priority ?? 0) === priority))
+        .find((tier) => tier.length > 0);
+      const values = (top ?? settings).map((s) => (s.useDefault ? baseValue : s.value));
+      policies[key] = aggregatePolicy(key, baseValue, values);
+    }
+    return structuredClone(policies) as Policies;
+  }
+
+  /** RoleService.isAdministrator: the root user, or an assigned role with `isAdministrator`
+   *  (`isAdmin` is the sandbox's shortcut for such a role). */
+  isAdministrator(user: UserRow): boolean {
+    return user.isRoot || user.isAdmin || this.#assignedRoles(user).some((r) => r.isAdministrator);
+  }
+
+  /** RoleService.isModerator: the root user, or an assigned role with `isModerator` or
+   *  `isAdministrator` (`isModerator`/`isAdmin` are the sandbox's shortcuts for such roles). */
+  isModerator(user: UserRow): boolean {
+    return (
+      user.isModerator ||
+      this.isAdministrator(user) ||
+      this.#assignedRoles(user).some((r) => r.isModerator)
+    );
+  }
+
+  #assignedRoles(user: UserRow): RoleRow[] {
+    const roles: RoleRow[] = [];
     for (const roleId of user.roleIds) {
       const role = this.roles.get(roleId);
-      if (!role) {
-        continue;
-      }
-      for (const [key, setting] of Object.entries(role.policies)) {
-        if (setting && !setting.useDefault) {
-          (policies as Record<string, unknown>)[key] = setting.value;
-        }
+      if (role) {
+        roles.push(role);
       }
     }
-    return policies;
+    return roles;
   }
 
   isFollowing(follower: string, followee: string): boolean {

@@ -222,8 +222,13 @@ export function attachStreaming(options: StreamingOptions): StreamingServer {
         channelMessage(connection, payload);
         break;
       case 'readNotification':
-        if (connection.user) {
-          markNotificationsRead(store, connection.user.id);
+        if (connection.user && markNotificationsRead(store, connection.user.id)) {
+          const event: StreamEvent = {
+            stream: `mainStream:${connection.user.id}`,
+            type: 'readAllNotifications',
+            body: null,
+          };
+          events.emit('event', event);
         }
         break;
       default:
@@ -281,7 +286,7 @@ export function attachStreaming(options: StreamingOptions): StreamingServer {
       if (
         typeof roomId !== 'string' ||
         !room ||
-        !(isRoomMember(chatState(store), room, me.id) || isModerator(me))
+        !(isRoomMember(chatState(store), room, me.id) || isModerator(store, me))
       ) {
         return;
       }

@@ -441,7 +441,7 @@ export const chatMessageEndpoints: EndpointDef[] = [
       const conversation = [...chatState(store).messages.values()].filter((m) =>
         isDirectBetween(m, user.id, other.id),
       );
-      const page = paginate(conversation, (m) => m.id, params);
+      const page = paginate(conversation, (m) => m.id, params, store.ids);
       markChatRead(store, user.id, { otherId: other.id });
       return page.map((message) => packMessageLiteFor1on1(store, message));
     },
@@ -453,11 +453,11 @@ export const chatMessageEndpoints: EndpointDef[] = [
       const { store, params } = ctx;
       const state = chatState(store);
       const room = state.rooms.get(params.roomId);
-      if (!room || !(isRoomMember(state, room, user.id) || isModerator(user))) {
+      if (!room || !(isRoomMember(state, room, user.id) || isModerator(store, user))) {
         throw apiError('NO_SUCH_ROOM', 'c4d9f88c-9270-4632-b032-6ed8cee36f7f', 'No such room.');
       }
       const messages = [...state.messages.values()].filter((m) => m.toRoomId === room.id);
-      const page = paginate(messages, (m) => m.id, params);
+      const page = paginate(messages, (m) => m.id, params, store.ids);
       markChatRead(store, user.id, { roomId: room.id });
       return page.map((message) => packMessageLiteForRoom(store, message, 'owner'));
     },
@@ -513,7 +513,9 @@ export const chatMessageEndpoints: EndpointDef[] = [
       // The sender, the DM recipient or a moderator: other room members do not see it here.
       if (
         !message ||
-        (message.fromUserId !== user.id && message.toUserId !== user.id && !isModerator(user))
+        (message.fromUserId !== user.id &&
+          message.toUserId !== user.id &&
+          !isModerator(ctx.store, user))
       ) {
         throw apiError(
           'NO_SUCH_MESSAGE',

@@ -112,7 +112,7 @@ export const chatRoomEndpoints: EndpointDef[] = [
       const { store } = ctx;
       const state = chatState(store);
       const room = state.rooms.get(ctx.params.roomId);
-      if (!room || !(room.ownerId === user.id || isModerator(user))) {
+      if (!room || !(room.ownerId === user.id || isModerator(store, user))) {
         throw apiError('NO_SUCH_ROOM', 'd4e3753d-97bf-4a19-ab8e-21080fbc0f4b', 'No such room.');
       }
       for (const member of [
@@ -150,7 +150,7 @@ export const chatRoomEndpoints: EndpointDef[] = [
         !(
           isRoomMember(state, room, user.id) ||
           invitationOf(state, room.id, user.id) ||
-          isModerator(user)
+          isModerator(ctx.store, user)
         )
       ) {
         throw apiError('NO_SUCH_ROOM', '857ae02f-8759-4d20-9adb-6e95fffe4fd7', 'No such room.');
@@ -218,7 +218,7 @@ export const chatRoomEndpoints: EndpointDef[] = [
       if (!room || !isRoomMember(state, room, user.id)) {
         throw apiError('NO_SUCH_ROOM', '7b9fe84c-eafc-4d21-bf89-485458ed2c18', 'No such room.');
       }
-      return paginate(membershipsOfRoom(state, room.id), (m) => m.id, params).map((m) =>
+      return paginate(membershipsOfRoom(state, room.id), (m) => m.id, params, store.ids).map((m) =>
         packMembership(store, m, user.id, 'user'),
       );
     },
@@ -229,7 +229,9 @@ export const chatRoomEndpoints: EndpointDef[] = [
       const user = checkChatAvailability(ctx, 'read');
       const { store } = ctx;
       const owned = [...chatState(store).rooms.values()].filter((r) => r.ownerId === user.id);
-      return paginate(owned, (r) => r.id, ctx.params).map((room) => packRoom(store, room, user.id));
+      return paginate(owned, (r) => r.id, ctx.params, store.ids).map((room) =>
+        packRoom(store, room, user.id),
+      );
     },
   },
   {
@@ -239,7 +241,7 @@ export const chatRoomEndpoints: EndpointDef[] = [
       const { store } = ctx;
       // Membership rows only: rooms I own are not listed.
       const mine = [...chatState(store).memberships.values()].filter((m) => m.userId === user.id);
-      return paginate(mine, (m) => m.id, ctx.params).map((m) =>
+      return paginate(mine, (m) => m.id, ctx.params, store.ids).map((m) =>
         packMembership(store, m, user.id, 'room'),
       );
     },
@@ -291,7 +293,7 @@ export const chatRoomEndpoints: EndpointDef[] = [
       const received = [...chatState(store).invitations.values()].filter(
         (i) => i.userId === user.id && !i.ignored,
       );
-      return paginate(received, (i) => i.id, ctx.params).map((i) =>
+      return paginate(received, (i) => i.id, ctx.params, store.ids).map((i) =>
         packInvitation(store, i, user.id),
       );
     },
@@ -304,7 +306,9 @@ export const chatRoomEndpoints: EndpointDef[] = [
       const room = ownRoom(ctx, params.roomId, 'a3c6b309-9717-4316-ae94-a69b53437237');
       // Ignored ones included.
       const sent = [...chatState(store).invitations.values()].filter((i) => i.roomId === room.id);
-      return paginate(sent, (i) => i.id, params).map((i) => packInvitation(store, i, user.id));
+      return paginate(sent, (i) => i.id, params, store.ids).map((i) =>
+        packInvitation(store, i, user.id),
+      );
     },
   },
   {

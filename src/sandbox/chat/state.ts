@@ -169,8 +169,9 @@ export function isUnread(
 }
 
 /** Marks every notification of `userId` read (the streaming `readNotification` message): pending
- *  `unreadNotification` events are then not sent. */
-export function markNotificationsRead(store: Store, userId: string): void {
+ *  `unreadNotification` events are then not sent. True when the latest notification was not read
+ *  before, when Misskey publishes `readAllNotifications` (NotificationService.readAllNotification). */
+export function markNotificationsRead(store: Store, userId: string): boolean {
   const state = chatState(store);
   let latest: string | undefined;
   for (const notification of state.notifications) {
@@ -178,9 +179,12 @@ export function markNotificationsRead(store: Store, userId: string): void {
       latest = notification.id;
     }
   }
-  if (latest !== undefined) {
-    state.latestReadNotification.set(userId, latest);
+  if (latest === undefined) {
+    return false;
   }
+  const before = state.latestReadNotification.get(userId);
+  state.latestReadNotification.set(userId, latest);
+  return before === undefined || before < latest;
 }
 
 export function isNotificationRead(state: ChatState, userId: string, id: string): boolean {

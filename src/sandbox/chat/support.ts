@@ -1,5 +1,5 @@
 import { type ApiError, internalError } from '../errors.js';
-import { idForDate } from '../ids.js';
+import { type IdGenerator, idForDate } from '../ids.js';
 import type { EndpointContext } from '../registry.js';
 import type { Store, UserRow } from '../store.js';
 import { customEmojis } from './state.js';
@@ -29,8 +29,8 @@ export function canChat(store: Store, user: UserRow, permission: 'read' | 'write
   return availability === 'available' || (availability === 'readonly' && permission === 'read');
 }
 
-export function isModerator(user: UserRow): boolean {
-  return user.isModerator || user.isAdmin;
+export function isModerator(store: Store, user: UserRow): boolean {
+  return store.isModerator(user);
 }
 
 /** TypeORM's `findOneByOrFail` failure, with the criteria printed the way Misskey leaks them. */
@@ -49,18 +49,23 @@ export type CursorParams = {
   untilDate?: number;
 };
 
-/** A date cursor as an id cursor (`IdService.gen(date)`, a future date clamped to now); 0 is absent. */
-function dateCursor(date: number | undefined): string | undefined {
-  return date ? idForDate(Math.min(date, Date.now())) : undefined;
+/** A date cursor as an id cursor (`IdService.gen(date)`); 0 is absent. */
+function dateCursor(ids: IdGenerator, date: number | undefined): string | undefined {
+  return date ? idForDate(ids, date) : undefined;
 }
 
 /**
  * Misskey's `makePaginationQuery` as the chat endpoints call it (`sinceId ?? gen(sinceDate)`, same
  * for until): newest first, except with only a since cursor, which pages oldest first.
  */
-export function paginate<T>(rows: Iterable<T>, idOf: (row: T) => string, p: CursorParams): T[] {
-  const sinceId = p.sinceId ?? dateCursor(p.sinceDate);
-  const untilId = p.untilId ?? dateCursor(p.untilDate);
+export function paginate<T>(
+  rows: Iterable<T>,
+  idOf: (row: T) => string,
+  p: CursorParams,
+  ids: IdGenerator,
+): T[] {
+  const sinceId = p.sinceId ?? dateCursor(ids, p.sinceDate);
+  const untilId = p.untilId ?? dateCursor(ids, p.untilDate);
   const selected: T[] = [];
   for (const row of rows) {
     const id = idOf(row);

@@ -35,7 +35,7 @@ export async function addDriveFile(
     }
   }
   const policies = store.policiesOf(owner);
-  if (!(owner.isModerator || owner.isAdmin)) {
+  if (!store.isModerator(owner)) {
     checkPolicies(store, owner, info, policies);
   }
   const file: DriveFileRow = {

@@ -1,5 +1,5 @@
 import { apiError } from '../errors.js';
-import { createdAtOf, idForDate } from '../ids.js';
+import { createdAtOf, type IdGenerator, idForDate } from '../ids.js';
 import { meHooks } from '../pack.js';
 import type { EndpointContext, EndpointDef } from '../registry.js';
 import type { Store, UserRow } from '../store.js';
@@ -60,16 +60,19 @@ export type PageParams = {
  * over both dates; a date becomes a synthetic id (a future date is clamped to now, 0 is absent);
  * `since` alone pages ascending (oldest first), everything else descending (API.md §1.1).
  */
-export function paginate<T extends { id: string }>(rows: Iterable<T>, params: PageParams): T[] {
+export function paginate<T extends { id: string }>(
+  rows: Iterable<T>,
+  params: PageParams,
+  ids: IdGenerator,
+): T[] {
   let since = params.sinceId;
   let until = params.untilId;
   if (since === undefined && until === undefined) {
-    const now = Date.now();
     if (params.sinceDate) {
-      since = idForDate(Math.min(params.sinceDate, now));
+      since = idForDate(ids, params.sinceDate);
     }
     if (params.untilDate) {
-      until = idForDate(Math.min(params.untilDate, now));
+      until = idForDate(ids, params.untilDate);
     }
   }
   const picked = [...rows].filter(
@@ -168,7 +171,9 @@ export const announcementsEndpoints: EndpointDef[] = [
           row.isActive === params.isActive &&
           (row.userId === null || (viewer !== null && row.userId === viewer.id)),
       );
-      return paginate(visible, params).map((row) => packAnnouncement(store, row, viewer));
+      return paginate(visible, params, store.ids).map((row) =>
+        packAnnouncement(store, row, viewer),
+      );
     },
   },
   {

@@ -105,8 +105,7 @@ export const coreEndpoints: EndpointDef[] = [
       const { store, params } = ctx;
       const viewer = ctx.me;
       const visible = (user: UserRow | undefined): user is UserRow =>
-        user !== undefined &&
-        (!user.isSuspended || Boolean(viewer?.isModerator || viewer?.isAdmin));
+        user !== undefined && (!user.isSuspended || Boolean(viewer && store.isModerator(viewer)));
       if (params.userIds !== undefined) {
         if (new Set(params.userIds).size !== params.userIds.length) {
           throw apiError('INVALID_PARAM', '3d81ceae-475f-4600-b2a8-2bc116157532', 'Invalid param.');
@@ -277,7 +276,7 @@ export const coreEndpoints: EndpointDef[] = [
       if (!file) {
         throw apiError('NO_SUCH_FILE', '067bc436-2718-4795-b0fb-ecbe43949e31', 'No such file.');
       }
-      if (file.userId !== viewer.id && !viewer.isModerator && !viewer.isAdmin) {
+      if (file.userId !== viewer.id && !store.isModerator(viewer)) {
         throw apiError('ACCESS_DENIED', '25b73c73-68b1-41d0-bad1-381cfdf6579f', 'Access denied.');
       }
       return packDriveFile(store, file, { withUser: true });
@@ -307,7 +306,7 @@ function checkAccountCreator(
     }
     return;
   }
-  if (ctx.token?.type === 'app' || !(ctx.me?.isAdmin || ctx.me?.isRoot)) {
+  if (ctx.token?.type === 'app' || !(ctx.me && ctx.store.isAdministrator(ctx.me))) {
     throw apiError('ACCESS_DENIED', '1fb7cb09-d46a-4fff-b8df-057708cce513', 'Access denied.');
   }
 }

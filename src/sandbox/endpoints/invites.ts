@@ -187,7 +187,7 @@ export const invitesEndpoints: EndpointDef[] = [
     handler: (ctx: EndpointContext<PageParams>) => {
       const user = me(ctx);
       const mine = [...invites(ctx.store).values()].filter((row) => row.createdById === user.id);
-      return paginate(mine, ctx.params).map((row) =>
+      return paginate(mine, ctx.params, ctx.store.ids).map((row) =>
         packInvite(ctx.store, row, { withCreator: true }),
       );
     },
@@ -199,7 +199,7 @@ export const invitesEndpoints: EndpointDef[] = [
       const user = me(ctx);
       const table = invites(ctx.store);
       const row = table.get(ctx.params.inviteId);
-      const moderator = user.isModerator || user.isAdmin;
+      const moderator = ctx.store.isModerator(user);
       if (!row) {
         throw apiError(
           'NO_SUCH_INVITE_CODE',
@@ -275,7 +275,13 @@ export const invitesEndpoints: EndpointDef[] = [
     ) => {
       const { store, params } = ctx;
       const id = store.ids.gen();
-      const role: RoleRow = { id, name: params.name, policies: {} };
+      const role: RoleRow = {
+        id,
+        name: params.name,
+        policies: {},
+        isAdministrator: params.isAdministrator,
+        isModerator: params.isModerator,
+      };
       for (const [key, setting] of Object.entries(params.policies ?? {})) {
         if (key in DEFAULT_POLICIES && setting && typeof setting === 'object') {
           role.policies[key as keyof Policies] = {
@@ -318,7 +324,7 @@ export const invitesEndpoints: EndpointDef[] = [
         throw apiError('NO_SUCH_ROLE', '6503c040-6af4-4ed9-bf07-f2dd16678eab', 'No such role.');
       }
       const meta = roleMeta(store).get(role.id);
-      if (meta && !meta.canEditMembersByModerator && !actor.isAdmin) {
+      if (meta && !meta.canEditMembersByModerator && !store.isAdministrator(actor)) {
         throw apiError(
           'ACCESS_DENIED',
           '25b5bc31-dc79-4ebd-9bd2-c84978fd052c',

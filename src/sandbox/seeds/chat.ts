@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { markNotificationsRead } from '../chat/state.js';
-import type { DemoSeeder } from '../seed.js';
+import type { DemoSeeder } from '../demo.js';
 
 /** An 8×8 PNG: the demo attachment. */
 const DEMO_PNG = Buffer.from(

@@ -1,5 +1,4 @@
-import type { DemoSeeder } from '../seed.js';
-import type { Sandbox } from '../server.js';
+import type { DemoSeeder, SeedTarget } from '../demo.js';
 
 /**
  * Demo data of the public side, built through the sandbox's endpoints:
@@ -84,7 +83,7 @@ export const seedPublic: DemoSeeder = async (sandbox, demo) => {
 /** Creates a manual role overriding `policies` (admin/roles/create) and assigns it to `userIds`
  *  (admin/roles/assign); returns the role id. */
 export async function grantRole(
-  sandbox: Sandbox,
+  sandbox: SeedTarget,
   adminToken: string,
   role: { name: string; description: string },
   policies: Record<string, unknown>,
