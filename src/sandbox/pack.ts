@@ -127,52 +127,61 @@ export function packUserDetailed(
     Object.assign(detailed, relationKeys(store, me, user));
   }
   if (isMe) {
-    const hooks = meHooks(store);
-    const unreadAnnouncements = hooks.unreadAnnouncements(user.id);
-    const unreadNotificationsCount = hooks.unreadNotificationsCount(user.id);
-    Object.assign(detailed, {
-      avatarId: null,
-      bannerId: null,
-      followedMessage: null,
-      isModerator: store.isModerator(user),
-      isAdmin: store.isAdministrator(user),
-      injectFeaturedNote: true,
-      receiveAnnouncementEmail: true,
-      alwaysMarkNsfw: false,
-      autoSensitive: false,
-      carefulBot: false,
-      autoAcceptFollowed: true,
-      noCrawle: false,
-      preventAiLearning: true,
-      isExplorable: true,
-      isDeleted: false,
-      twoFactorBackupCodesStock: 'none',
-      hideOnlineStatus: false,
-      hasUnreadSpecifiedNotes: false,
-      hasUnreadMentions: false,
-      hasUnreadChatMessages: hooks.hasUnreadChatMessages(user.id),
-      hasUnreadAnnouncement: unreadAnnouncements.length > 0,
-      unreadAnnouncements,
-      hasUnreadAntenna: false,
-      hasUnreadChannel: false,
-      hasUnreadNotification: unreadNotificationsCount > 0,
-      hasPendingReceivedFollowRequest: false,
-      unreadNotificationsCount,
-      mutedWords: [],
-      hardMutedWords: [],
-      mutedInstances: [],
-      mutingNotificationTypes: [],
-      notificationRecieveConfig: {},
-      emailNotificationTypes: ['follow', 'receiveFollowRequest'],
-      achievements: [],
-      loggedInDays: 1,
-      policies,
-    });
+    Object.assign(detailed, meKeys(store, user, policies));
     if (options.withSecrets) {
       Object.assign(detailed, { email: null, emailVerified: false, securityKeysList: [] });
     }
   }
   return detailed;
+}
+
+/** The keys only the user's own `MeDetailed` has (UserEntityService.pack, `isMe`). */
+function meKeys(
+  store: Store,
+  user: UserRow,
+  policies: ReturnType<Store['policiesOf']>,
+): Record<string, unknown> {
+  const hooks = meHooks(store);
+  const unreadAnnouncements = hooks.unreadAnnouncements(user.id);
+  const unreadNotificationsCount = hooks.unreadNotificationsCount(user.id);
+  return {
+    avatarId: null,
+    bannerId: null,
+    followedMessage: null,
+    isModerator: store.isModerator(user),
+    isAdmin: store.isAdministrator(user),
+    injectFeaturedNote: true,
+    receiveAnnouncementEmail: true,
+    alwaysMarkNsfw: false,
+    autoSensitive: false,
+    carefulBot: false,
+    autoAcceptFollowed: true,
+    noCrawle: false,
+    preventAiLearning: true,
+    isExplorable: true,
+    isDeleted: false,
+    twoFactorBackupCodesStock: 'none',
+    hideOnlineStatus: false,
+    hasUnreadSpecifiedNotes: false,
+    hasUnreadMentions: false,
+    hasUnreadChatMessages: hooks.hasUnreadChatMessages(user.id),
+    hasUnreadAnnouncement: unreadAnnouncements.length > 0,
+    unreadAnnouncements,
+    hasUnreadAntenna: false,
+    hasUnreadChannel: false,
+    hasUnreadNotification: unreadNotificationsCount > 0,
+    hasPendingReceivedFollowRequest: false,
+    unreadNotificationsCount,
+    mutedWords: [],
+    hardMutedWords: [],
+    mutedInstances: [],
+    mutingNotificationTypes: [],
+    notificationRecieveConfig: {},
+    emailNotificationTypes: ['follow', 'receiveFollowRequest'],
+    achievements: [],
+    loggedInDays: 1,
+    policies,
+  };
 }
 
 /** The viewer's relation to another user; `followedMessage` is shown to followers only. */

@@ -47,15 +47,38 @@ const ROOM_LINES = [
  * from the seed reaches a socket opened right after start.
  */
 export const seedChat: DemoSeeder = async (sandbox, demo) => {
-  const { alice, bob, carol } = demo.users;
-  const call = (endpoint: string, params: Record<string, unknown>, token: string) =>
+  const call: Call = (endpoint, params, token) =>
     sandbox.call(endpoint, params, token) as Promise<{ id: string }>;
+  const fileId = seedFile(sandbox.store, demo);
+  await seedConversation(call, demo, fileId);
+  await seedRoom(call, demo);
+  await seedPendingInvitation(call, demo);
+  // Everything read: no late announcement of the seed reaches a socket opened after start.
+  const { alice, bob, carol } = demo.users;
+  await call('chat/messages/user-timeline', { userId: bob.id, limit: 1 }, alice.token);
+  await call('chat/messages/user-timeline', { userId: alice.id, limit: 1 }, bob.token);
+  for (const person of [alice, bob, carol]) {
+    await call('chat/messages/room-timeline', { roomId: demo.ids.room, limit: 1 }, person.token);
+    markNotificationsRead(sandbox.store, person.id);
+  }
+};
 
-  // drive/files/create needs a multipart upload, which in-process calls cannot send.
-  const fileId = sandbox.store.ids.gen();
-  sandbox.store.driveFiles.set(fileId, {
+type Call = (
+  endpoint: string,
+  params: Record<string, unknown>,
+  token: string,
+) => Promise<{ id: string }>;
+type Demo = Parameters<DemoSeeder>[1];
+
+const REACTIONS = ['👍', '❤', '🎉', '😆'];
+
+/** alice's whiteboard photo, stored directly: drive/files/create needs a multipart upload,
+ *  which in-process calls cannot send. */
+function seedFile(store: Parameters<DemoSeeder>[0]['store'], demo: Demo): string {
+  const fileId = store.ids.gen();
+  store.driveFiles.set(fileId, {
     id: fileId,
-    userId: alice.id,
+    userId: demo.users.alice.id,
     name: 'whiteboard.png',
     type: 'image/png',
     md5: createHash('md5').update(DEMO_PNG).digest('hex'),
@@ -67,8 +90,12 @@ export const seedChat: DemoSeeder = async (sandbox, demo) => {
     accessKey: randomUUID(),
   });
   demo.ids.chatFile = fileId;
+  return fileId;
+}
 
-  const reactions = ['👍', '❤', '🎉', '😆'];
+/** 65 messages between alice and bob, some with the photo, every fifth reacted to. */
+async function seedConversation(call: Call, demo: Demo, fileId: string): Promise<void> {
+  const { alice, bob } = demo.users;
   for (let i = 0; i < 65; i++) {
     const [from, to] = i % 2 === 0 ? [alice, bob] : [bob, alice];
     const withFile = from === alice && i % 20 === 10;
@@ -84,7 +111,7 @@ export const seedChat: DemoSeeder = async (sandbox, demo) => {
     if (i % 5 === 1) {
       await call(
         'chat/messages/react',
-        { messageId: message.id, reaction: reactions[i % reactions.length] },
+        { messageId: message.id, reaction: REACTIONS[i % REACTIONS.length] },
         to.token,
       );
     }
@@ -93,7 +120,11 @@ export const seedChat: DemoSeeder = async (sandbox, demo) => {
     }
     demo.ids.directLatestMessage = message.id;
   }
+}
 
+/** alice's room with bob and carol as members, and its messages and reactions. */
+async function seedRoom(call: Call, demo: Demo): Promise<void> {
+  const { alice, bob, carol } = demo.users;
   const room = await call(
     'chat/rooms/create',
     { name: 'Project Alpha', description: 'Planning the GraphQL gateway' },
@@ -120,14 +151,18 @@ export const seedChat: DemoSeeder = async (sandbox, demo) => {
       for (const reactor of people.filter((p) => p !== from)) {
         await call(
           'chat/messages/react',
-          { messageId: message.id, reaction: reactions[i % reactions.length] },
+          { messageId: message.id, reaction: REACTIONS[i % REACTIONS.length] },
           reactor.token,
         );
       }
     }
     demo.ids.roomLatestMessage = message.id;
   }
+}
 
+/** bob's lounge, whose invitation to alice is left pending. */
+async function seedPendingInvitation(call: Call, demo: Demo): Promise<void> {
+  const { alice, bob } = demo.users;
   const lounge = await call(
     'chat/rooms/create',
     { name: "Bob's lounge", description: 'Off-topic' },
@@ -140,11 +175,4 @@ export const seedChat: DemoSeeder = async (sandbox, demo) => {
   );
   demo.ids.pendingInvitationRoom = lounge.id;
   demo.ids.pendingInvitation = pending.id;
-
-  await call('chat/messages/user-timeline', { userId: bob.id, limit: 1 }, alice.token);
-  await call('chat/messages/user-timeline', { userId: alice.id, limit: 1 }, bob.token);
-  for (const person of people) {
-    await call('chat/messages/room-timeline', { roomId: room.id, limit: 1 }, person.token);
-    markNotificationsRead(sandbox.store, person.id);
-  }
-};
+}
