@@ -26,11 +26,13 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     namespace: options.misskeyUrl,
     context: services.context,
     logger,
+    trustedDocuments: options.trustedDocuments ?? null,
   });
   const http = createHttpFront(options, engine, services);
   const websockets = createWebSocketFront(http.server, engine, services, {
     limits,
     trustProxy: options.trustProxy,
+    trustedDocuments: options.trustedDocuments ?? null,
   });
   const origin = await listen(http.server, options.port ?? 0, options.host ?? '127.0.0.1');
   logger.debug({ origin, upstream: services.client.origin }, 'gateway listening');

@@ -2,6 +2,7 @@ import type { YogaServerInstance } from 'graphql-yoga';
 import type { Logger } from 'pino';
 import type { Config, CorsOrigins, LimitsConfig } from '../config.js';
 import type { GatewayRateLimits } from '../engine/limits.js';
+import type { TrustedDocuments } from '../engine/trusted-documents.js';
 import type { GraphiQLDefaults } from '../http/graphiql.js';
 import { createLogger, type GatewayMetrics } from '../observability/index.js';
 import type { Context } from '../schema/context.js';
@@ -61,6 +62,9 @@ export interface GatewayOptions {
   /** Open connections per client address (default 256; 0 = no cap). Not applied with
    *  `trustProxy`: every connection then comes from the proxy. */
   maxConnectionsPerIp?: number;
+  /** Trusted documents: persisted-query hashes resolved from this manifest, and with
+   *  `allowArbitrary: false` nothing else runs (default: none, any document runs). */
+  trustedDocuments?: TrustedDocuments | null;
 }
 
 export interface Gateway {
@@ -101,5 +105,11 @@ export function gatewayOptionsFromConfig(config: Config, misskeyUrl: string): Ga
     httpHeadersTimeoutMs: config.httpHeadersTimeoutMs,
     httpRequestTimeoutMs: config.httpRequestTimeoutMs,
     maxConnectionsPerIp: config.maxConnectionsPerIp,
+    trustedDocuments: config.persistedOperations
+      ? {
+          documents: config.persistedOperations,
+          allowArbitrary: config.allowArbitraryOperations,
+        }
+      : null,
   };
 }
