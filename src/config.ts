@@ -57,6 +57,8 @@ export interface Config {
   persistedOperations: ReadonlyMap<string, string> | null;
   /** Run documents outside the manifest too (ALLOW_ARBITRARY_OPERATIONS, default true). */
   allowArbitraryOperations: boolean;
+  /** OTEL_EXPORTER_OTLP_ENDPOINT: where spans are sent over OTLP/HTTP; null = no tracing. */
+  otlpEndpoint: string | null;
 }
 
 /** `*`: any origin, answered as `*`; `none`: no CORS headers at all; else exact origins. */
@@ -256,6 +258,22 @@ function corsOrigins(env: Env, name: string): CorsOrigins {
   return origins;
 }
 
+/** OTEL_EXPORTER_OTLP_ENDPOINT: an http(s) base URL (a collector's OTLP/HTTP port, e.g.
+ *  http://otel-collector:4318); spans are POSTed to its /v1/traces. */
+function otlpEndpoint(env: Env, name: string): string | null {
+  const parsed = url(
+    env,
+    name,
+    ['http:', 'https:'],
+    'an http(s) URL such as http://otel-collector:4318',
+    false,
+  );
+  if (parsed === null) {
+    return null;
+  }
+  return parsed.raw.replace(/\/+$/, '');
+}
+
 /** PERSISTED_OPERATIONS: a manifest file (JSON object of sha256 hash → document), checked now. */
 function persistedOperations(env: Env, name: string): ReadonlyMap<string, string> | null {
   const path = env[name]?.trim();
@@ -370,5 +388,6 @@ export function loadConfig(env: Env = process.env): Config {
     maxConnectionsPerIp: integer(env, 'MAX_CONNECTIONS_PER_IP', 256, 0, 1_000_000),
     persistedOperations: persisted,
     allowArbitraryOperations,
+    otlpEndpoint: otlpEndpoint(env, 'OTEL_EXPORTER_OTLP_ENDPOINT'),
   };
 }

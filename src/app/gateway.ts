@@ -27,6 +27,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     context: services.context,
     logger,
     trustedDocuments: options.trustedDocuments ?? null,
+    tracing: services.tracing?.plugins,
   });
   const http = createHttpFront(options, engine, services);
   const websockets = createWebSocketFront(http.server, engine, services, {
@@ -44,6 +45,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     client: services.client,
     yoga: engine,
     metrics: services.metrics,
+    tracing: services.tracing,
     close: () => {
       closing ??= shutdown(
         { http, websockets, services },

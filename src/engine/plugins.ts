@@ -36,6 +36,8 @@ export interface PluginOptions {
   readonly introspectionCacheSize?: number;
   /** Trusted documents (none: any document runs, and persisted-query hashes are not read). */
   readonly trustedDocuments?: TrustedDocuments | null;
+  /** OpenTelemetry plugins (none: not installed at all). */
+  readonly tracing?: readonly Plugin<Record<string, unknown>>[];
 }
 
 type GatewayPlugin = Plugin<Record<string, unknown> & Context>;
@@ -71,6 +73,9 @@ export function gatewayPlugins(options: PluginOptions = {}): GatewayPlugin[] {
     jitExecution(),
     // Each query or mutation gets a deadline that its upstream calls inherit.
     operationDeadline(options.operationTimeoutMs ?? 15_000),
+    // One span per query or mutation, child of the client's traceparent, active while it runs
+    // so upstream calls are its children. After JIT and the deadline: it wraps their executor.
+    ...((options.tracing ?? []) as GatewayPlugin[]),
     // Anonymous public reads (trend 60 s; hashtags, announcements 30 s) from a shared cache.
     responseCache(options.responseCache),
     // Prometheus `/metrics`. No label may carry client-chosen text, or every new value would be

@@ -1,4 +1,4 @@
-import { createYoga, type YogaServerInstance } from 'graphql-yoga';
+import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import type { Logger } from 'pino';
 import type { LimitsConfig } from '../config.js';
 import type { GatewayMetrics } from '../observability/index.js';
@@ -23,6 +23,8 @@ export interface EngineOptions {
   context: (initial: InitialContext) => Context;
   logger: Logger;
   trustedDocuments?: TrustedDocuments | null;
+  /** OpenTelemetry plugins (none when tracing is off). */
+  tracing?: readonly Plugin<Record<string, unknown>>[];
 }
 
 /** The GraphQL engine: Yoga with the gateway's plugins, on `/graphql`. It serves HTTP (and SSE);
@@ -46,6 +48,7 @@ export function createEngine(options: EngineOptions): Engine {
       rateLimit: options.rateLimit.enabled ? options.rateLimit : null,
       responseCache: { redis: options.redis, namespace: options.namespace },
       trustedDocuments: options.trustedDocuments ?? null,
+      tracing: options.tracing,
     }),
     batching: limits.maxBatch > 0 ? { limit: limits.maxBatch } : false,
     maxRequestBodySize: limits.maxBodyBytes,

@@ -40,6 +40,8 @@ export interface CallRecord {
   userId: string | null;
   status: number;
   at: number;
+  /** The W3C `traceparent` header the call came with, if any. */
+  traceparent?: string;
 }
 
 export interface SandboxOptions {
@@ -417,7 +419,15 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
         }
       }
       if (await injectFailure(req, res, failure)) {
-        calls.push({ endpoint: name, userId: null, status: failure.status ?? 0, at: Date.now() });
+        calls.push({
+          endpoint: name,
+          userId: null,
+          status: failure.status ?? 0,
+          at: Date.now(),
+          ...(typeof req.headers.traceparent === 'string'
+            ? { traceparent: req.headers.traceparent }
+            : {}),
+        });
         return;
       }
     }
@@ -431,7 +441,14 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       actor: req.socket.remoteAddress ?? 'unknown',
     });
     const userId = credential ? (db.tokens.get(credential)?.userId ?? null) : null;
-    calls.push({ endpoint: name, userId, status: result.status, at: Date.now() });
+    const traceparent = req.headers.traceparent;
+    calls.push({
+      endpoint: name,
+      userId,
+      status: result.status,
+      at: Date.now(),
+      ...(typeof traceparent === 'string' ? { traceparent } : {}),
+    });
     if (req.method === 'GET' && credential === null && result.status === 200) {
       // Misskey's `cacheSec` (hashtags/trend: 60) applies to anonymous GETs only.
       result.headers = { ...result.headers, 'cache-control': 'public, max-age=60' };
