@@ -179,6 +179,16 @@ describe('tracing over HTTP', () => {
     expect(traceparent).not.toContain(span.traceId);
   });
 
+  it('an unsampled traceparent (flags 00) is followed by no span at all', async () => {
+    const unsampled = hex(16);
+    const before = receiver.spans.length;
+    await post('query Unsampled { me { username } }', `00-${unsampled}-${hex(8)}-00`);
+    await post('query AfterUnsampled { me { username } }');
+    // Spans are exported in order: once the later operation's span is in, the earlier would be.
+    await operationSpan('query.AfterUnsampled', before);
+    expect(receiver.spans.filter((span) => span.traceId === unsampled)).toEqual([]);
+  });
+
   it('no traceparent: a new trace per operation', async () => {
     const before = receiver.spans.length;
     await post('query First { me { username } }');
