@@ -3,6 +3,8 @@
  * A bad value throws a `ConfigError` naming the variable; `main.ts` prints it and exits with 1.
  */
 
+import { loadManifest } from './engine/trusted-documents.js';
+
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface Config {
@@ -51,6 +53,12 @@ export interface Config {
   httpRequestTimeoutMs: number;
   /** Open TCP connections one client address may hold (0 = no cap; off with TRUST_PROXY). */
   maxConnectionsPerIp: number;
+  /** Trusted documents (PERSISTED_OPERATIONS): sha256 hash → document; null = none. */
+  persistedOperations: ReadonlyMap<string, string> | null;
+  /** Run documents outside the manifest too (ALLOW_ARBITRARY_OPERATIONS, default true). */
+  allowArbitraryOperations: boolean;
+  /** OTEL_EXPORTER_OTLP_ENDPOINT: where spans are sent over OTLP/HTTP; null = no tracing. */
+  otlpEndpoint: string | null;
 }
 
 /** `*`: any origin, answered as `*`; `none`: no CORS headers at all; else exact origins. */
@@ -250,6 +258,35 @@ function corsOrigins(env: Env, name: string): CorsOrigins {
   return origins;
 }
 
+/** OTEL_EXPORTER_OTLP_ENDPOINT: an http(s) base URL (a collector's OTLP/HTTP port, e.g.
+ *  http://otel-collector:4318); spans are POSTed to its /v1/traces. */
+function otlpEndpoint(env: Env, name: string): string | null {
+  const parsed = url(
+    env,
+    name,
+    ['http:', 'https:'],
+    'an http(s) URL such as http://otel-collector:4318',
+    false,
+  );
+  if (parsed === null) {
+    return null;
+  }
+  return parsed.raw.replace(/\/+$/, '');
+}
+
+/** PERSISTED_OPERATIONS: a manifest file (JSON object of sha256 hash → document), checked now. */
+function persistedOperations(env: Env, name: string): ReadonlyMap<string, string> | null {
+  const path = env[name]?.trim();
+  if (path === undefined || path === '') {
+    return null;
+  }
+  try {
+    return loadManifest(path);
+  } catch (error) {
+    throw new ConfigError(name, (error as Error).message);
+  }
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const logLevel = (env.LOG_LEVEL?.trim().toLowerCase() || 'info') as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) {
@@ -270,6 +307,14 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError(
       'HTTP_HEADERS_TIMEOUT_MS',
       `must not exceed HTTP_REQUEST_TIMEOUT_MS (${httpRequestTimeoutMs}), got ${httpHeadersTimeoutMs}`,
+    );
+  }
+  const persisted = persistedOperations(env, 'PERSISTED_OPERATIONS');
+  const allowArbitraryOperations = boolean(env, 'ALLOW_ARBITRARY_OPERATIONS', true);
+  if (!allowArbitraryOperations && persisted === null) {
+    throw new ConfigError(
+      'ALLOW_ARBITRARY_OPERATIONS',
+      'false needs PERSISTED_OPERATIONS (the manifest of the operations that may run)',
     );
   }
   return {
@@ -341,5 +386,8 @@ export function loadConfig(env: Env = process.env): Config {
     httpHeadersTimeoutMs,
     httpRequestTimeoutMs,
     maxConnectionsPerIp: integer(env, 'MAX_CONNECTIONS_PER_IP', 256, 0, 1_000_000),
+    persistedOperations: persisted,
+    allowArbitraryOperations,
+    otlpEndpoint: otlpEndpoint(env, 'OTEL_EXPORTER_OTLP_ENDPOINT'),
   };
 }

@@ -1,11 +1,12 @@
 import { spawnSync } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { generate } from '@graphql-codegen/cli';
 import { parse, validate } from 'graphql';
 import { beforeAll, describe, expect, it } from 'vitest';
 import codegenConfig from '../examples/codegen.js';
+import { loadManifest } from '../src/engine/trusted-documents.js';
 import { schema } from '../src/schema/index.js';
 import { DEMO_TOKENS, type Stack, startStack } from './harness.js';
 import { root, startProcess } from './support/process.js';
@@ -13,6 +14,7 @@ import { root, startProcess } from './support/process.js';
 /** The programs in examples/ run for real against the sandbox, so they never rot. */
 const operationsDir = resolve(root, 'examples/operations');
 const generatedPath = 'examples/generated/graphql.ts';
+const manifestPath = 'examples/generated/client/persisted-documents.json';
 
 let stack: Stack;
 beforeAll(async () => {
@@ -33,24 +35,51 @@ describe('examples/operations and the generated types', () => {
     expect(validate(schema, parse(source)).map((error) => error.message)).toEqual([]);
   });
 
-  it(`${generatedPath} is what \`npm run codegen\` makes from schema.graphql`, async () => {
-    const [output] = await generate(
+  it('examples/generated/ is what `npm run codegen` makes from schema.graphql', async () => {
+    const outputs: { filename: string; content: string }[] = await generate(
       { ...codegenConfig, hooks: {}, cwd: root, silent: true },
       false,
     );
-    expect(output?.filename).toBe(generatedPath);
-    // The codegen hook runs Biome over the file; do the same to the fresh output.
-    const formatted = spawnSync(
-      resolve(root, 'node_modules/.bin/biome'),
-      ['check', '--write', `--stdin-file-path=${generatedPath}`],
-      { cwd: root, input: output?.content ?? '', encoding: 'utf8' },
+    expect(outputs.map((output) => output.filename).sort()).toEqual(
+      [
+        generatedPath,
+        'examples/generated/client/gql.ts',
+        'examples/generated/client/graphql.ts',
+        'examples/generated/client/index.ts',
+        manifestPath,
+      ].sort(),
     );
-    expect(formatted.status, formatted.stderr).toBe(0);
-    expect(
-      formatted.stdout,
-      `${generatedPath} is stale: run \`npm run codegen\` and commit the result`,
-    ).toBe(readFileSync(resolve(root, generatedPath), 'utf8'));
+    for (const output of outputs) {
+      // The codegen hook runs Biome over the files; do the same to the fresh output.
+      const formatted = spawnSync(
+        resolve(root, 'node_modules/.bin/biome'),
+        ['check', '--write', `--stdin-file-path=${output.filename}`],
+        { cwd: root, input: output.content, encoding: 'utf8' },
+      );
+      expect(formatted.status, formatted.stderr).toBe(0);
+      expect(
+        formatted.stdout,
+        `${output.filename} is stale: run \`npm run codegen\` and commit the result`,
+      ).toBe(readFileSync(resolve(root, output.filename), 'utf8'));
+    }
   }, 30_000);
+
+  it(`${manifestPath} maps the sha256 of each document's text to that text`, () => {
+    const manifest = JSON.parse(readFileSync(resolve(root, manifestPath), 'utf8')) as Record<
+      string,
+      string
+    >;
+    const entries = Object.entries(manifest);
+    expect(entries.length).toBe(
+      readdirSync(operationsDir).filter((name) => name.endsWith('.graphql')).length - 1,
+    );
+    for (const [hash, document] of entries) {
+      expect(hash).toBe(createHash('sha256').update(document).digest('hex'));
+      expect(validate(schema, parse(document))).toEqual([]);
+    }
+    // The same manifest loads as PERSISTED_OPERATIONS.
+    expect(loadManifest(resolve(root, manifestPath)).size).toBe(entries.length);
+  });
 });
 
 describe('examples/conversation.ts (typed operations over HTTP)', () => {

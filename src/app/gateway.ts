@@ -26,11 +26,14 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     namespace: options.misskeyUrl,
     context: services.context,
     logger,
+    trustedDocuments: options.trustedDocuments ?? null,
+    tracing: services.tracing?.plugins,
   });
   const http = createHttpFront(options, engine, services);
   const websockets = createWebSocketFront(http.server, engine, services, {
     limits,
     trustProxy: options.trustProxy,
+    trustedDocuments: options.trustedDocuments ?? null,
   });
   const origin = await listen(http.server, options.port ?? 0, options.host ?? '127.0.0.1');
   logger.debug({ origin, upstream: services.client.origin }, 'gateway listening');
@@ -42,6 +45,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     client: services.client,
     yoga: engine,
     metrics: services.metrics,
+    tracing: services.tracing,
     close: () => {
       closing ??= shutdown(
         { http, websockets, services },

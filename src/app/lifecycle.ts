@@ -55,6 +55,8 @@ export async function shutdown(
     await client.destroy();
   }
   await services.redis?.close();
+  // The spans of the last operations are sent before the process ends.
+  await services.tracing?.shutdown();
   logger.info({ ms: Date.now() - started }, 'gateway closed');
 }
 

@@ -2,8 +2,10 @@ import type { YogaServerInstance } from 'graphql-yoga';
 import type { Logger } from 'pino';
 import type { Config, CorsOrigins, LimitsConfig } from '../config.js';
 import type { GatewayRateLimits } from '../engine/limits.js';
+import type { TrustedDocuments } from '../engine/trusted-documents.js';
 import type { GraphiQLDefaults } from '../http/graphiql.js';
 import { createLogger, type GatewayMetrics } from '../observability/index.js';
+import type { Tracing } from '../observability/tracing.js';
 import type { Context } from '../schema/context.js';
 import type { SharedRedisOptions } from '../state/redis.js';
 import type { MisskeyClient, UpstreamCallEvent } from '../upstream/client.js';
@@ -61,6 +63,13 @@ export interface GatewayOptions {
   /** Open connections per client address (default 256; 0 = no cap). Not applied with
    *  `trustProxy`: every connection then comes from the proxy. */
   maxConnectionsPerIp?: number;
+  /** Trusted documents: persisted-query hashes resolved from this manifest, and with
+   *  `allowArbitrary: false` nothing else runs (default: none, any document runs). */
+  trustedDocuments?: TrustedDocuments | null;
+  /** OTLP/HTTP endpoint (spans go to `<endpoint>/v1/traces`); unset: no tracing at all. */
+  otlpEndpoint?: string | null;
+  /** How long spans are buffered before they are sent, in ms (default 5000). */
+  otlpExportDelayMs?: number;
 }
 
 export interface Gateway {
@@ -71,6 +80,8 @@ export interface Gateway {
   readonly yoga: YogaServerInstance<Record<string, unknown>, Context>;
   /** Prometheus metrics (null when `metrics: false`). */
   readonly metrics: GatewayMetrics | null;
+  /** OpenTelemetry tracing (null when no OTLP endpoint is configured). */
+  readonly tracing: Tracing | null;
   /** Closes websockets, the HTTP server and the upstream pool. */
   close(): Promise<void>;
 }
@@ -101,5 +112,12 @@ export function gatewayOptionsFromConfig(config: Config, misskeyUrl: string): Ga
     httpHeadersTimeoutMs: config.httpHeadersTimeoutMs,
     httpRequestTimeoutMs: config.httpRequestTimeoutMs,
     maxConnectionsPerIp: config.maxConnectionsPerIp,
+    trustedDocuments: config.persistedOperations
+      ? {
+          documents: config.persistedOperations,
+          allowArbitrary: config.allowArbitraryOperations,
+        }
+      : null,
+    otlpEndpoint: config.otlpEndpoint,
   };
 }

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { GatewayRateLimit } from '../engine/limits.js';
 import { createUserCache, type UserCache } from '../loaders/user-cache.js';
 import { GatewayMetrics, requestScope, statusLabel } from '../observability/index.js';
+import { createTracing, type Tracing } from '../observability/tracing.js';
 import { type Context, createContextFactory, type InitialContext } from '../schema/context.js';
 import { SharedRedis } from '../state/redis.js';
 import { MisskeyClient } from '../upstream/client.js';
@@ -19,6 +20,8 @@ export interface Services {
   readonly stream: StreamHub;
   /** A request's context (HTTP or websocket operation). */
   readonly context: (initial: InitialContext) => Context;
+  /** OpenTelemetry tracing (null unless an OTLP endpoint is configured: nothing installed). */
+  readonly tracing: Tracing | null;
 }
 
 export function createServices(options: GatewayOptions, logger: Logger): Services {
@@ -33,7 +36,10 @@ export function createServices(options: GatewayOptions, logger: Logger): Service
             breaker: client.breakerState,
           };
         });
-  const client: MisskeyClient = upstreamClient(options, logger, metrics);
+  const tracing = options.otlpEndpoint
+    ? createTracing({ endpoint: options.otlpEndpoint, exportDelayMs: options.otlpExportDelayMs })
+    : null;
+  const client: MisskeyClient = upstreamClient(options, logger, metrics, tracing);
   const redis = options.redisUrl ? new SharedRedis(options.redisUrl, logger, options.redis) : null;
   const rateLimit = new GatewayRateLimit(
     options.rateLimit ?? { perToken: 0, perIp: 0, windowMs: 60_000 },
@@ -54,7 +60,7 @@ export function createServices(options: GatewayOptions, logger: Logger): Service
   });
   const contextFactory = createContextFactory(client, userCache);
   const context = (initial: InitialContext) => Object.assign(contextFactory(initial), { stream });
-  return { logger, metrics, client, redis, rateLimit, userCache, stream, context };
+  return { logger, metrics, client, redis, rateLimit, userCache, stream, context, tracing };
 }
 
 /** The one undici client to Misskey, with retries, the breaker, the operation's deadline and
@@ -63,6 +69,7 @@ function upstreamClient(
   options: GatewayOptions,
   logger: Logger,
   metrics: GatewayMetrics | null,
+  tracing: Tracing | null,
 ): MisskeyClient {
   const retries = options.upstreamRetries ?? 2;
   const breakerFailures = options.breakerFailures ?? 5;
@@ -80,6 +87,7 @@ function upstreamClient(
         : undefined,
     deadline: () => requestScope.getStore()?.deadline,
     caller: () => requestScope.getStore()?.ip,
+    trace: tracing?.upstream,
     onCall: (event) => {
       metrics?.upstreamCalls.inc({
         endpoint: event.endpoint,

@@ -19,6 +19,7 @@ import { type Context, credentialFrom, tokenFrom } from '../schema/context.js';
 import { ErrorCode, gatewayError, malformedCredential } from '../schema/errors.js';
 import { type GatewayRateLimit, limitError, operationLimitPlugins } from './limits.js';
 import { type ResponseCacheOptions, responseCache } from './response-cache.js';
+import { type TrustedDocuments, trustedDocumentPlugins } from './trusted-documents.js';
 
 export interface PluginOptions {
   /** Operation limits (default: `DEFAULT_LIMITS`). */
@@ -33,6 +34,10 @@ export interface PluginOptions {
   readonly responseCache?: ResponseCacheOptions;
   /** Introspection answers kept (default 64; 0 = none cached). */
   readonly introspectionCacheSize?: number;
+  /** Trusted documents (none: any document runs, and persisted-query hashes are not read). */
+  readonly trustedDocuments?: TrustedDocuments | null;
+  /** OpenTelemetry plugins (none: not installed at all). */
+  readonly tracing?: readonly Plugin<Record<string, unknown>>[];
 }
 
 type GatewayPlugin = Plugin<Record<string, unknown> & Context>;
@@ -53,6 +58,11 @@ export function gatewayPlugins(options: PluginOptions = {}): GatewayPlugin[] {
     credentialCheck(),
     // Batch size and the gateway rate limit, counted per operation before anything is parsed.
     admission(limits, options.rateLimit ?? null),
+    // Persisted-query hashes resolved from the manifest; with arbitrary operations off, anything
+    // else is refused here, before it is parsed.
+    ...(options.trustedDocuments
+      ? (trustedDocumentPlugins(options.trustedDocuments) as GatewayPlugin[])
+      : []),
     // Document size, depth, aliases, directives, tokens, cost and field count: before execution.
     ...(operationLimitPlugins(limits) as GatewayPlugin[]),
     // Introspection-only operations answered from a small cache, once they passed the limits. A
@@ -63,6 +73,9 @@ export function gatewayPlugins(options: PluginOptions = {}): GatewayPlugin[] {
     jitExecution(),
     // Each query or mutation gets a deadline that its upstream calls inherit.
     operationDeadline(options.operationTimeoutMs ?? 15_000),
+    // One span per query or mutation, child of the client's traceparent, active while it runs
+    // so upstream calls are its children. After JIT and the deadline: it wraps their executor.
+    ...((options.tracing ?? []) as GatewayPlugin[]),
     // Anonymous public reads (trend 60 s; hashtags, announcements 30 s) from a shared cache.
     responseCache(options.responseCache),
     // Prometheus `/metrics`. No label may carry client-chosen text, or every new value would be

@@ -1,4 +1,4 @@
-import { createYoga, type YogaServerInstance } from 'graphql-yoga';
+import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import type { Logger } from 'pino';
 import type { LimitsConfig } from '../config.js';
 import type { GatewayMetrics } from '../observability/index.js';
@@ -8,6 +8,7 @@ import { schema } from '../schema/index.js';
 import type { SharedRedis } from '../state/redis.js';
 import type { GatewayRateLimit } from './limits.js';
 import { gatewayPlugins } from './plugins.js';
+import type { TrustedDocuments } from './trusted-documents.js';
 
 export type Engine = YogaServerInstance<Record<string, unknown>, Context>;
 
@@ -21,6 +22,9 @@ export interface EngineOptions {
   namespace: string;
   context: (initial: InitialContext) => Context;
   logger: Logger;
+  trustedDocuments?: TrustedDocuments | null;
+  /** OpenTelemetry plugins (none when tracing is off). */
+  tracing?: readonly Plugin<Record<string, unknown>>[];
 }
 
 /** The GraphQL engine: Yoga with the gateway's plugins, on `/graphql`. It serves HTTP (and SSE);
@@ -43,6 +47,8 @@ export function createEngine(options: EngineOptions): Engine {
       metrics: options.metrics,
       rateLimit: options.rateLimit.enabled ? options.rateLimit : null,
       responseCache: { redis: options.redis, namespace: options.namespace },
+      trustedDocuments: options.trustedDocuments ?? null,
+      tracing: options.tracing,
     }),
     batching: limits.maxBatch > 0 ? { limit: limits.maxBatch } : false,
     maxRequestBodySize: limits.maxBodyBytes,

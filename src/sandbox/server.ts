@@ -21,6 +21,8 @@ export interface CallRecord {
   userId: string | null;
   status: number;
   at: number;
+  /** The W3C `traceparent` header the call came with, if any. */
+  traceparent?: string;
 }
 
 export interface SandboxOptions {
@@ -237,7 +239,13 @@ async function handle(state: State, req: IncomingMessage, res: ServerResponse): 
     actor: req.socket.remoteAddress ?? 'unknown',
   });
   const userId = credential ? (state.pipeline.store.tokens.get(credential)?.userId ?? null) : null;
-  state.calls.push({ endpoint: endpoint.name, userId, status: result.status, at: Date.now() });
+  state.calls.push({
+    endpoint: endpoint.name,
+    userId,
+    status: result.status,
+    at: Date.now(),
+    ...traceOf(req),
+  });
   if (req.method === 'GET' && credential === null && result.status === 200) {
     // Misskey's `cacheSec` (hashtags/trend: 60) applies to anonymous GETs only.
     result.headers = { ...result.headers, 'cache-control': 'public, max-age=60' };
@@ -324,8 +332,20 @@ async function injected(
     }
   }
   if (await injectFailure(req, res, failure, state.hanging)) {
-    state.calls.push({ endpoint: name, userId: null, status: failure.status ?? 0, at: Date.now() });
+    state.calls.push({
+      endpoint: name,
+      userId: null,
+      status: failure.status ?? 0,
+      at: Date.now(),
+      ...traceOf(req),
+    });
     return true;
   }
   return false;
+}
+
+/** The W3C `traceparent` a call came with (kept on its call record). */
+function traceOf(req: IncomingMessage): { traceparent?: string } {
+  const traceparent = req.headers.traceparent;
+  return typeof traceparent === 'string' ? { traceparent } : {};
 }

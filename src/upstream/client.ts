@@ -1,5 +1,6 @@
 import type { Endpoints } from 'misskey-js';
 import { type Pool, errors as undiciErrors } from 'undici';
+import type { UpstreamTracer } from '../observability/tracing.js';
 import { isValidToken, tokenCallerKey } from './credentials.js';
 import {
   InvalidCredentialError,
@@ -61,6 +62,9 @@ export interface MisskeyClientOptions {
    * AsyncLocalStorage scope): the breaker counts a bounded share of failures per caller.
    */
   caller?: () => string | undefined;
+  /** Traces each request sent (a span per attempt; its headers go with the request). Off unless
+   *  given. */
+  trace?: UpstreamTracer;
 }
 
 export type RefusalReason = 'circuit-open' | 'deadline' | 'invalid-credential';
@@ -126,6 +130,7 @@ export class MisskeyClient {
   readonly #breaker: CircuitBreaker | undefined;
   readonly #deadline: (() => number | undefined) | undefined;
   readonly #caller: (() => string | undefined) | undefined;
+  readonly #trace: UpstreamTracer | undefined;
 
   constructor(origin: string, options: MisskeyClientOptions = {}) {
     this.origin = new URL(origin).origin;
@@ -136,6 +141,7 @@ export class MisskeyClient {
     this.#breaker = options.breaker ? new CircuitBreaker(options.breaker) : undefined;
     this.#deadline = options.deadline;
     this.#caller = options.caller;
+    this.#trace = options.trace;
     this.#pool = createPool(this.origin, {
       connections: options.connections ?? 32,
       keepAliveTimeoutMs: options.keepAliveTimeoutMs ?? 4_000,
@@ -246,13 +252,23 @@ export class MisskeyClient {
   ): Promise<unknown> {
     const started = performance.now();
     let status: number | null = null;
+    const span = this.#trace?.start(endpoint, attempt);
     try {
-      const result = await this.#request(endpoint, params, token, options, (s) => {
-        status = s;
-      });
+      const result = await this.#request(
+        endpoint,
+        params,
+        token,
+        options,
+        (s) => {
+          status = s;
+        },
+        span?.headers,
+      );
+      span?.end(status);
       this.#onCall?.({ endpoint, status, durationMs: performance.now() - started, attempt });
       return result;
     } catch (error) {
+      span?.end(status, (error as Error).name);
       this.#onCall?.({
         endpoint,
         status,
@@ -275,9 +291,10 @@ export class MisskeyClient {
     token: string | null,
     options: CallOptions,
     onStatus: (status: number) => void,
+    extraHeaders?: Record<string, string>,
   ): Promise<unknown> {
     const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
-    const request = this.#requestOptions(endpoint, params, token);
+    const request = this.#requestOptions(endpoint, params, token, extraHeaders);
     const controller = new AbortController();
     const callerSignal = options.signal;
     let timedOut = false;
@@ -318,11 +335,19 @@ export class MisskeyClient {
   }
 
   /** What undici is given, all of it checked here so that undici never refuses it. */
-  #requestOptions(endpoint: string, params: unknown, token: string | null): RequestOptions {
+  #requestOptions(
+    endpoint: string,
+    params: unknown,
+    token: string | null,
+    extraHeaders?: Record<string, string>,
+  ): RequestOptions {
     if (!ENDPOINT.test(endpoint)) {
       throw new UpstreamRequestRefusedError(endpoint.slice(0, 128), 'invalid endpoint name');
     }
-    const headers: Record<string, string> = { 'content-type': 'application/json' };
+    const headers: Record<string, string> = {
+      ...extraHeaders,
+      'content-type': 'application/json',
+    };
     if (token !== null) {
       headers.authorization = `Bearer ${token}`;
     }

@@ -1,10 +1,17 @@
 import type { IncomingMessage, Server } from 'node:http';
-import type { DocumentNode, ExecutionArgs, execute, GraphQLError, subscribe } from 'graphql';
+import {
+  type DocumentNode,
+  type ExecutionArgs,
+  type execute,
+  GraphQLError,
+  type subscribe,
+} from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { Services } from '../app/services.js';
 import type { LimitsConfig } from '../config.js';
 import { limitError } from '../engine/limits.js';
+import { resolveDocument, type TrustedDocuments } from '../engine/trusted-documents.js';
 import type { Engine } from '../engine/yoga.js';
 import { clientIp } from '../http/client-ip.js';
 import { credentialFrom, type InitialContext, tokenFrom } from '../schema/context.js';
@@ -45,7 +52,11 @@ export function createWebSocketFront(
   server: Server,
   engine: Engine,
   services: Services,
-  options: { limits: LimitsConfig; trustProxy?: boolean },
+  options: {
+    limits: LimitsConfig;
+    trustProxy?: boolean;
+    trustedDocuments?: TrustedDocuments | null;
+  },
 ): WebSocketFront {
   const { limits } = options;
   const { metrics } = services;
@@ -89,7 +100,7 @@ export function createWebSocketFront(
         if (forbidden) {
           return forbidden;
         }
-        const prepared = await prepare(engine, ctx, params);
+        const prepared = await prepare(engine, ctx, params, options.trustedDocuments ?? null);
         if (Array.isArray(prepared)) {
           return prepared;
         }
@@ -169,7 +180,18 @@ async function prepare(
   engine: Engine,
   ctx: SocketContext,
   params: SubscribePayload,
+  trusted: TrustedDocuments | null,
 ): Promise<ExecutionArgs | readonly GraphQLError[]> {
+  if (trusted) {
+    // What Yoga's persisted-operations plugin does over HTTP (its onParams hook does not run
+    // here): a known hash becomes its document; with arbitrary operations off, anything else is
+    // refused before it is parsed.
+    const resolved = resolveDocument(trusted, params);
+    if (resolved instanceof GraphQLError) {
+      return [resolved];
+    }
+    params = { ...params, query: resolved.query };
+  }
   const enveloped = engine.getEnveloped({
     ...ctx,
     req: ctx.extra.request,
