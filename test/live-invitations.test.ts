@@ -116,6 +116,9 @@ type InvitationResult = {
   };
 };
 
+const UNREAD = 'subscription { chatUnreadChanged { hasUnreadChatMessages } }';
+type UnreadResult = { chatUnreadChanged: { hasUnreadChatMessages: boolean } };
+
 describe('chatRoomInvitationReceived', () => {
   it('delivers an invitation at once with its room and inviter, sharing main with chatMessageReceived', async () => {
     const invitations = subscribe<InvitationResult>(DEMO_TOKENS.alice, INVITATIONS);
@@ -159,8 +162,51 @@ describe('chatRoomInvitationReceived', () => {
   });
 });
 
-const UNREAD = 'subscription { chatUnreadChanged { hasUnreadChatMessages } }';
-type UnreadResult = { chatUnreadChanged: { hasUnreadChatMessages: boolean } };
+describe('one main channel for all three subscriptions', () => {
+  it('after a dropped socket, chatMessageReceived and chatRoomInvitationReceived both catch up, each once', async () => {
+    // Leave no announced-but-unread message of earlier tests pending.
+    await stack.gql(
+      'query($u: ID!) { chatConversation(userId: $u, first: 1) { edges { cursor } } }',
+      {
+        u: ids.bob,
+      },
+    );
+    const invitations = subscribe<InvitationResult>(DEMO_TOKENS.alice, INVITATIONS);
+    const messages = subscribe<{ chatMessageReceived: { id: string; text: string } }>(
+      DEMO_TOKENS.alice,
+      'subscription { chatMessageReceived { id text } }',
+    );
+    const unread = subscribe<UnreadResult>(DEMO_TOKENS.alice, UNREAD);
+    await unread.nth(1);
+    await until(() => streaming().channelCount('main', ids.alice) === 1, 5_000, 'main channel');
+    streaming().refuseUpgrades(503);
+    streaming().drop(ids.alice);
+    const sent = (await stack.sandbox.call(
+      'chat/messages/create-to-user',
+      { toUserId: ids.alice, text: 'away: message' },
+      DEMO_TOKENS.bob,
+    )) as { id: string };
+    const invited = await inviteAlice();
+    await sleep(300);
+    streaming().refuseUpgrades(null);
+    await messages.nth(1, 5_000);
+    await invitations.nth(1, 5_000);
+    await sleep(3_500); // Misskey's own frames would come now: none may duplicate
+    expect(messages.results.map((r) => r.data?.chatMessageReceived.id)).toEqual([sent.id]);
+    expect(invitations.results.map((r) => r.data?.chatRoomInvitationReceived.id)).toEqual([
+      invited.id,
+    ]);
+    // The message catch-up read the conversation: the flag is re-read after it, not assumed.
+    const me = await stack.gql<{ me: { hasUnreadChatMessages: boolean } }>(
+      '{ me { hasUnreadChatMessages } }',
+    );
+    expect(unread.results.at(-1)?.data?.chatUnreadChanged.hasUnreadChatMessages).toBe(
+      me.data?.me.hasUnreadChatMessages,
+    );
+    expect(streaming().socketCount(ids.alice)).toBe(1);
+    expect(streaming().channelCount('main', ids.alice)).toBe(1);
+  });
+});
 
 async function sendDm(text: string) {
   await stack.sandbox.call(
