@@ -255,8 +255,11 @@ describe('unread chat state', () => {
     expect((await live.nth(1)).data?.chatUnreadChanged.hasUnreadChatMessages).toBe(false);
     await sendDm('make it unread');
     await live.nth(2, 6_000); // Misskey's newChatMessage, ~3 s later
+    stack.sandbox.resetCalls();
     await stack.gql('mutation { markAllChatMessagesRead }');
     await live.nth(3, 3_000);
+    // The hub knows alice's token (her live subscription): only the subscription re-reads `i`.
+    expect(stack.sandbox.callCount('i')).toBe(1);
     await sleep(300);
     expect(flags(live.results)).toEqual([false, true, false]);
     expect(streaming().socketCount(ids.alice)).toBe(1);

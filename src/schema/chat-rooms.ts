@@ -116,6 +116,12 @@ export function announceChatRead(ctx: Context): void {
   if (ctx.token === null || !hub?.watchesChatReads()) {
     return;
   }
+  // The token of a live subscription is known to the hub; any other costs one `i` (per request).
+  const known = hub.knownUser(ctx.token);
+  if (known !== null) {
+    hub.chatRead(known);
+    return;
+  }
   ctx.viewer().then(
     (me) => hub.chatRead(me.id),
     () => {},

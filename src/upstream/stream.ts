@@ -220,6 +220,8 @@ class TokenStream {
   #me: Promise<string> | null = null;
   /** Sockets opened for this token (1 + reconnects). */
   opened = 0;
+  /** The token's user id once `me()` has resolved. */
+  userId: string | null = null;
 
   constructor(
     readonly hub: StreamHub,
@@ -305,7 +307,10 @@ class TokenStream {
   /** The token's user id (`i`), fetched once per token stream. */
   me(): Promise<string> {
     this.#me ??= this.hub.client.call('i', {}, this.token).then(
-      (me) => (me as { id: string }).id,
+      (me) => {
+        this.userId = (me as { id: string }).id;
+        return this.userId;
+      },
       (error: unknown) => {
         this.#me = null;
         throw error;
@@ -885,6 +890,11 @@ export class StreamHub {
     for (const listener of [...(this.#chatReads.get(userId) ?? [])]) {
       listener();
     }
+  }
+
+  /** The user id of a token the hub already knows (it has live subscriptions), without a call. */
+  knownUser(token: string): string | null {
+    return this.#streams.get(token)?.userId ?? null;
   }
 
   /** True when someone listens to `chatRead` (a caller may then skip finding the user id). */
