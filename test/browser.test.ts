@@ -155,6 +155,8 @@ describe.skipIf(skip)('GraphiQL in Chromium against the demo sandbox', () => {
       'Trending',
       'NewMessages',
       'ReplyAsBob',
+      'Invitations',
+      'UnreadBadge',
     ]);
     await alice.getByText('Headers', { exact: true }).click();
     await expect
@@ -237,7 +239,15 @@ describe.skipIf(skip)('GraphiQL in Chromium against the demo sandbox', () => {
     if (!context) {
       throw new Error('no browser');
     }
-    const examples = ['Conversation', 'MyRooms', 'Trending', 'NewMessages', 'ReplyAsBob'];
+    const examples = [
+      'Conversation',
+      'MyRooms',
+      'Trending',
+      'NewMessages',
+      'ReplyAsBob',
+      'Invitations',
+      'UnreadBadge',
+    ];
     const page = await context.newPage();
     const tabNames = async () => {
       await openGraphiQL(page);

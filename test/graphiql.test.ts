@@ -48,7 +48,15 @@ describe('GraphiQL page', () => {
     expect(options).toMatchObject({ endpoint: '/graphql', subscriptionsProtocol: 'WS' });
     expect(
       options.defaultTabs.map((tab) => /(query|subscription|mutation) (\w+)/.exec(tab.query)?.[2]),
-    ).toEqual(['Conversation', 'MyRooms', 'Trending', 'NewMessages', 'ReplyAsBob']);
+    ).toEqual([
+      'Conversation',
+      'MyRooms',
+      'Trending',
+      'NewMessages',
+      'ReplyAsBob',
+      'Invitations',
+      'UnreadBadge',
+    ]);
     // Without demo defaults (a real instance) no token is preset anywhere, and none is stored.
     expect(options.headers).toBeUndefined();
     expect(options.defaultTabs.some((tab) => tab.headers !== undefined)).toBe(false);

@@ -168,6 +168,35 @@ mutation ReplyAsBob($toUserId: ID!, $text: String!) {
 }
 `;
 
+export const INVITATIONS_SUBSCRIPTION = `# Live: every invitation to a chat room I receive.
+# Start it, then have someone invite me to a room
+# (chat/rooms/invitations/create): it arrives at once.
+subscription Invitations {
+  chatRoomInvitationReceived {
+    id
+    createdAt
+    room {
+      id
+      name
+      owner {
+        username
+      }
+    }
+  }
+}
+`;
+
+export const UNREAD_SUBSCRIPTION = `# Live: my unread-chat badge. The current value first,
+# then each change: true when a message to me is
+# announced (~3 s after ReplyAsBob), false once I read
+# it (markAllChatMessagesRead, or the conversation).
+subscription UnreadBadge {
+  chatUnreadChanged {
+    hasUnreadChatMessages
+  }
+}
+`;
+
 function bearer(user: GraphiQLDemoUser): string {
   return JSON.stringify({ Authorization: `Bearer ${user.token}` }, null, 2);
 }
@@ -196,6 +225,8 @@ export function graphiqlTabs(defaults: GraphiQLDefaults = {}): GraphiQLTab[] {
       { toUserId: demo?.users.alice.id ?? 'id of the recipient', text: 'Hello from GraphiQL!' },
       demo ? bearer(demo.users.bob) : asViewer,
     ),
+    tab(INVITATIONS_SUBSCRIPTION),
+    tab(UNREAD_SUBSCRIPTION),
   ];
 }
 

@@ -1,6 +1,7 @@
 import type { AnyUser } from '../upstream/entities.js';
 import { builder } from './builder.js';
 import {
+  announceChatRead,
   type ChatMessageShape,
   ChatRoom,
   chatRead,
@@ -240,6 +241,7 @@ async function conversationPage(
         ...cursor,
       })) as ChatMessageShape[];
       rememberMessages(ctx, page);
+      announceChatRead(ctx);
       return page;
     });
   } catch (error) {
@@ -506,6 +508,7 @@ builder.mutationFields((t) => ({
     authScopes: { authenticated: true },
     resolve: async (_root, _args, ctx) => {
       await ctx.call('chat/read-all', {});
+      announceChatRead(ctx);
       return true;
     },
   }),

@@ -109,6 +109,25 @@ function chatReads(ctx: Context): DataLoader<ChatRead, unknown, string> {
   ) as DataLoader<ChatRead, unknown, string>;
 }
 
+/** Tells this process's `chatUnreadChanged` subscriptions that the request read chat (marking
+ *  everything or a conversation read): Misskey announces no reads on its stream. */
+export function announceChatRead(ctx: Context): void {
+  const hub = ctx.stream;
+  if (ctx.token === null || !hub?.watchesChatReads()) {
+    return;
+  }
+  // The token of a live subscription is known to the hub; any other costs one `i` (per request).
+  const known = hub.knownUser(ctx.token);
+  if (known !== null) {
+    hub.chatRead(known);
+    return;
+  }
+  ctx.viewer().then(
+    (me) => hub.chatRead(me.id),
+    () => {},
+  );
+}
+
 /** The Misskey error code behind a GraphQL error made by `fromUpstream`, if any. */
 export function misskeyCodeOf(error: unknown): string | undefined {
   if (!(error instanceof GraphQLError)) {
@@ -184,6 +203,7 @@ export async function roomMessagesPage(
         ...cursor,
       })) as ChatMessageShape[];
       rememberMessages(ctx, page);
+      announceChatRead(ctx);
       return room ? page.map((message) => ({ ...message, toRoom: message.toRoom ?? room })) : page;
     });
   } catch (error) {

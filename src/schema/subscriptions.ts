@@ -1,4 +1,5 @@
 import type { GraphQLError } from 'graphql';
+import type { entities } from 'misskey-js';
 import type { UserLite } from '../upstream/entities.js';
 import {
   type ChannelSpec,
@@ -13,6 +14,7 @@ import {
   StreamUnavailableError,
 } from '../upstream/stream.js';
 import { builder } from './builder.js';
+import { ChatRoomInvitation } from './chat-invitations.js';
 import { ChatMessage } from './chat-messages.js';
 import { type ChatMessageShape, loadRoom } from './chat-rooms.js';
 import {
@@ -274,6 +276,204 @@ builder.subscriptionFields((t) => ({
   }),
 }));
 
+// ---------------------------------------------------------------------------------------------
+// Room invitations and the unread flag: Misskey announces both only live on `main`, so after an
+// upstream reconnect they are re-read (`chat/rooms/invitations/inbox`, `i`).
+
+type Invitation = entities.ChatRoomInvitation;
+
+/** How many invitation ids a subscription remembers for deduplication. */
+const SEEN_INVITATIONS = 1_000;
+/** Misskey's list `limit` maximum: an invitation catch-up reads one page. */
+const INBOX_PAGE = 100;
+/** Attempts of a re-read after a reconnect (transient upstream errors), spaced RETRY_MS·n. */
+const RESUME_ATTEMPTS = 3;
+const RETRY_MS = 500;
+
+interface UnreadState {
+  hasUnreadChatMessages: boolean;
+}
+
+const ChatUnreadState = builder.objectRef<UnreadState>('ChatUnreadState');
+ChatUnreadState.implement({
+  description: 'Whether you have unread chat messages (the badge of a chat client).',
+  fields: (t) => ({
+    hasUnreadChatMessages: t.exposeBoolean('hasUnreadChatMessages', {
+      description: "Misskey's `hasUnreadChatMessages` of `i`.",
+    }),
+  }),
+});
+
+/** Runs `read` up to RESUME_ATTEMPTS times; an auth failure or the last error ends the
+ *  subscription through `push`. */
+function retrying<T>(
+  read: () => Promise<T>,
+  push: (value: Failure) => void,
+  done: (value: T) => void,
+): void {
+  const attempt = (n: number) => {
+    read().then(done, (error: unknown) => {
+      if (isAuthFailure(error) || n >= RESUME_ATTEMPTS) {
+        push(new Failure(streamError(error)));
+      } else {
+        setTimeout(() => attempt(n + 1), RETRY_MS * n).unref();
+      }
+    });
+  };
+  attempt(1);
+}
+
+builder.subscriptionFields((t) => ({
+  chatRoomInvitationReceived: t.field({
+    type: ChatRoomInvitation,
+    description:
+      'Every invitation to a chat room you receive, as Misskey announces it (a ' +
+      '`chatRoomInvitationReceived` notification on its main stream, at once; none from users ' +
+      'you mute). `room` (with its `owner`, the inviter) resolves like in queries. After an ' +
+      'upstream reconnect, invitations received meanwhile are read from ' +
+      '`chat/rooms/invitations/inbox` and delivered, each once (ones ignored meanwhile are not).',
+    authScopes: { authenticated: true },
+    subscribe: (_root, _args, ctx) => {
+      const token = ctx.token as string;
+      const started = Date.now();
+      let last: string | null = null;
+      const seen = new Set<string>();
+      const accept = (invitation: Invitation): Invitation | null => {
+        if (seen.has(invitation.id)) {
+          return null;
+        }
+        seen.add(invitation.id);
+        if (seen.size > SEEN_INVITATIONS) {
+          seen.delete(seen.values().next().value as string);
+        }
+        if (last === null || invitation.id > last) {
+          last = invitation.id;
+        }
+        return invitation;
+      };
+      return openStream<Invitation>(
+        ctx,
+        { channel: 'main' },
+        (event) => {
+          const body = event.body as { type?: unknown; invitation?: Invitation } | null;
+          if (
+            event.type !== 'notification' ||
+            body?.type !== 'chatRoomInvitationReceived' ||
+            typeof body.invitation?.id !== 'string'
+          ) {
+            return null;
+          }
+          return accept(body.invitation);
+        },
+        {
+          missedMessages: false,
+          resumed: (push) => {
+            const since = last;
+            retrying(
+              () =>
+                ctx.client.call(
+                  'chat/rooms/invitations/inbox',
+                  since === null ? { limit: INBOX_PAGE } : { limit: INBOX_PAGE, sinceId: since },
+                  token,
+                ) as Promise<Invitation[]>,
+              push,
+              (inbox) => {
+                const newer = inbox
+                  .filter((i) =>
+                    since === null ? Date.parse(i.createdAt) >= started : i.id > since,
+                  )
+                  .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+                for (const invitation of newer) {
+                  const value = accept(invitation);
+                  if (value) {
+                    push(value);
+                  }
+                }
+              },
+            );
+          },
+        },
+      );
+    },
+    resolve: (payload) => unwrap(payload),
+  }),
+  chatUnreadChanged: t.field({
+    type: ChatUnreadState,
+    description:
+      'Your unread-chat flag (`me.hasUnreadChatMessages`): the current value first, then each ' +
+      'change, read from `i` when something may have changed it: Misskey announcing a message ' +
+      'to you (`newChatMessage`, ~3 s after it was sent, if still unread), you reading chat ' +
+      'through this gateway (`markAllChatMessagesRead`, a conversation or room timeline; ' +
+      'Misskey announces no reads), and an upstream reconnect. Reads made elsewhere (another ' +
+      'client) show at the next of these.',
+    authScopes: { authenticated: true },
+    subscribe: async (_root, _args, ctx) => {
+      const hub = hubOf(ctx);
+      const viewerId = await identify(hub, ctx);
+      const token = ctx.token as string;
+      const read = async () =>
+        ((await ctx.client.call('i', {}, token)) as { hasUnreadChatMessages?: boolean })
+          .hasUnreadChatMessages === true;
+      let current: boolean;
+      try {
+        current = await read();
+      } catch (error) {
+        throw streamError(error);
+      }
+      /** Re-reads of `i` are numbered: the result of one started before the last applied is
+       *  older information and is dropped. */
+      let started = 0;
+      let applied = 0;
+      const reread = (push: (value: UnreadState | Failure) => void) => {
+        const n = ++started;
+        retrying(read, push, (value) => {
+          if (n <= applied) {
+            return;
+          }
+          applied = n;
+          if (value !== current) {
+            current = value;
+            push({ hasUnreadChatMessages: value });
+          }
+        });
+      };
+      // `newChatMessage` does not mean the flag is set (`chat/read-all` clears the flag but not
+      // the per-conversation marks Misskey checks before announcing): `i` is re-read instead.
+      let push: ((value: UnreadState | Failure) => void) | null = null;
+      let missed = false;
+      return openStream<UnreadState>(
+        ctx,
+        { channel: 'main' },
+        (event) => {
+          // Replayed messages were fetched through timelines, which marks them read: the re-read
+          // of `i` after the reconnect tells the outcome.
+          if (event.type === 'newChatMessage' && !event.replayed) {
+            if (push) {
+              reread(push);
+            } else {
+              missed = true;
+            }
+          }
+          return null;
+        },
+        {
+          initial: [{ hasUnreadChatMessages: current }],
+          missedMessages: false,
+          resumed: reread,
+          attach: (given) => {
+            push = given;
+            if (missed) {
+              reread(given);
+            }
+            return hub.onChatRead(viewerId, () => reread(given));
+          },
+        },
+      );
+    },
+    resolve: (payload) => unwrap(payload),
+  }),
+}));
+
 function unwrap<T>(payload: T | Failure): T {
   if (payload instanceof Failure) {
     throw payload.error;
@@ -341,6 +541,21 @@ function streamError(error: unknown): GraphQLError | unknown {
   return fromUpstream(error);
 }
 
+/** What a subscription adds to a hub channel's events. */
+interface StreamExtras<T> {
+  /** Delivered first, before any event of the channel. */
+  initial?: readonly T[];
+  /** The channel is live again after an upstream reconnect (the hub has caught up what it
+   *  can): re-read what Misskey announces only live and `push` what was missed. */
+  resumed?: (push: (value: T | Failure) => void) => void;
+  /** Called once the channel is connected, with `push`; returns what to do when the
+   *  subscription ends. */
+  attach?: (push: (value: T | Failure) => void) => () => void;
+  /** False: this subscription does not need the messages missed during a reconnect (see
+   *  `StreamListener.missedMessages`). */
+  missedMessages?: boolean;
+}
+
 /**
  * Joins a hub channel and returns its events as an async iterator. Resolves once the upstream
  * channel is connected (so a refused channel is an error of the subscription itself). Before each
@@ -350,33 +565,45 @@ async function openStream<T>(
   ctx: Context,
   spec: ChannelSpec,
   map: (event: StreamEvent) => T | null,
+  extras: StreamExtras<T> = {},
 ): Promise<AsyncIterableIterator<T | Failure>> {
   const hub = hubOf(ctx);
   await identify(hub, ctx);
   const token = ctx.token as string;
   const queue = new EventQueue<T | Failure>();
+  for (const value of extras.initial ?? []) {
+    queue.push(value);
+  }
+  const push = (value: T | Failure) => {
+    if (queue.size >= MAX_QUEUED) {
+      queue.push(
+        new Failure(
+          gatewayError('SUBSCRIPTION_TOO_SLOW', 'The client did not keep up with the events.'),
+        ),
+      );
+      queue.end();
+      subscription.close();
+      return;
+    }
+    queue.push(value);
+    if (value instanceof Failure) {
+      queue.end();
+      subscription.close();
+    }
+  };
   const subscription = hub.subscribe(token, spec, {
     event: (event) => {
       const value = map(event);
-      if (value === null) {
-        return;
+      if (value !== null) {
+        push(value);
       }
-      if (queue.size >= MAX_QUEUED) {
-        queue.push(
-          new Failure(
-            gatewayError('SUBSCRIPTION_TOO_SLOW', 'The client did not keep up with the events.'),
-          ),
-        );
-        queue.end();
-        subscription.close();
-        return;
-      }
-      queue.push(value);
     },
     error: (error) => {
       queue.push(new Failure(streamError(error)));
       queue.end();
     },
+    resumed: extras.resumed ? () => extras.resumed?.(push) : undefined,
+    missedMessages: extras.missedMessages ?? true,
   });
   queue.onReturn = () => subscription.close();
   try {
@@ -386,6 +613,13 @@ async function openStream<T>(
     throw streamError(error);
   }
   queue.beforeEach = () => renew(ctx);
+  const detach = extras.attach?.(push);
+  if (detach) {
+    queue.onReturn = () => {
+      detach();
+      subscription.close();
+    };
+  }
   return queue;
 }
 

@@ -144,6 +144,20 @@ User.implement({
       description: 'Whether this user follows the viewer; null without a token or for the viewer.',
       resolve: detail((u) => ('isFollowed' in u ? (u.isFollowed as boolean) : null)),
     }),
+    hasUnreadChatMessages: t.boolean({
+      nullable: true,
+      description:
+        'Whether you have unread chat messages (`i.hasUnreadChatMessages`; live: the ' +
+        '`chatUnreadChanged` subscription). Only on `me` (or your own user): null for others ' +
+        'and without a token.',
+      resolve: async (user, _args, ctx) => {
+        if (ctx.token === null) {
+          return null;
+        }
+        const me = (await ctx.viewer()) as { id: string; hasUnreadChatMessages?: boolean };
+        return me.id === user.id ? (me.hasUnreadChatMessages ?? null) : null;
+      },
+    }),
   }),
 });
 

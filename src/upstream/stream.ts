@@ -18,6 +18,7 @@ import { InvalidCredentialError, MisskeyApiError } from './errors.js';
  *   that arrived meanwhile, all deduplicated by id, so a subscriber sees every message exactly
  *   once. Timelines mark the conversation read in Misskey (API.md §5.9): a catch-up does too.
  *   Deletions and reactions made during the gap are not replayed (Misskey keeps no log of them).
+ *   Then each listener's `resumed()` is called, for the state it re-reads itself.
  * - Misskey never answers a refused connect (API.md §3.2): a channel without `connected` within
  *   `connectTimeoutMs`, on a socket that still answers pings, fails its subscribers with
  *   `StreamRefusedError`. A handshake refused with 401/403 fails them with `StreamAuthError`.
@@ -41,6 +42,14 @@ export interface StreamListener {
   event(event: StreamEvent): void;
   /** The subscription has ended with this error; no more events follow. */
   error(error: Error): void;
+  /** The channel is live again after an upstream reconnect, and what the hub catches up itself
+   *  (missed messages) has been delivered: state Misskey announces only live (invitations,
+   *  unread flags) may be re-read now. Events that arrive meanwhile are delivered as usual. */
+  resumed?(): void;
+  /** False when the listener does not want the messages missed during a reconnect (a catch-up
+   *  reads timelines, which marks conversations read): a channel whose listeners all say so
+   *  skips it. Default true. */
+  missedMessages?: boolean;
 }
 
 export interface StreamSubscription {
@@ -211,6 +220,8 @@ class TokenStream {
   #me: Promise<string> | null = null;
   /** Sockets opened for this token (1 + reconnects). */
   opened = 0;
+  /** The token's user id once `me()` has resolved. */
+  userId: string | null = null;
 
   constructor(
     readonly hub: StreamHub,
@@ -296,7 +307,10 @@ class TokenStream {
   /** The token's user id (`i`), fetched once per token stream. */
   me(): Promise<string> {
     this.#me ??= this.hub.client.call('i', {}, this.token).then(
-      (me) => (me as { id: string }).id,
+      (me) => {
+        this.userId = (me as { id: string }).id;
+        return this.userId;
+      },
       (error: unknown) => {
         this.#me = null;
         throw error;
@@ -568,7 +582,12 @@ class TokenStream {
     channel.buffer = [];
     const epoch = channel.epoch;
     const ws = this.#ws;
-    this.#catchUp(channel).then(
+    const wanted = [...channel.members].some((m) => m.listener.missedMessages !== false);
+    if (!wanted) {
+      // Nobody wants the messages of the gap: a later catch-up starts from now.
+      channel.since = { date: Date.now() };
+    }
+    (wanted ? this.#catchUp(channel) : Promise.resolve([])).then(
       (missed) => {
         if (channel.epoch !== epoch) {
           return;
@@ -584,6 +603,9 @@ class TokenStream {
         }
         for (const member of channel.members) {
           this.#settle(member);
+        }
+        for (const member of [...channel.members]) {
+          member.listener.resumed?.();
         }
       },
       (error: unknown) => {
@@ -785,6 +807,8 @@ export class StreamHub {
   #closed = false;
   /** Sockets opened since start, reconnects included. */
   #opened = 0;
+  /** Listeners of `chatRead(userId)`, by user id. */
+  readonly #chatReads = new Map<string, Set<() => void>>();
 
   constructor(
     readonly client: MisskeyClient,
@@ -858,6 +882,40 @@ export class StreamHub {
       this.#streams.set(token, stream);
     }
     return stream;
+  }
+
+  /** Something this process did (e.g. `chat/read-all`) may have cleared `userId`'s unread chat:
+   *  Misskey announces no reads on its stream, so the gateway tells its own listeners. */
+  chatRead(userId: string): void {
+    for (const listener of [...(this.#chatReads.get(userId) ?? [])]) {
+      listener();
+    }
+  }
+
+  /** The user id of a token the hub already knows (it has live subscriptions), without a call. */
+  knownUser(token: string): string | null {
+    return this.#streams.get(token)?.userId ?? null;
+  }
+
+  /** True when someone listens to `chatRead` (a caller may then skip finding the user id). */
+  watchesChatReads(): boolean {
+    return this.#chatReads.size > 0;
+  }
+
+  /** Calls `listener` on every `chatRead(userId)`; returns the function that stops it. */
+  onChatRead(userId: string, listener: () => void): () => void {
+    let set = this.#chatReads.get(userId);
+    if (!set) {
+      set = new Set();
+      this.#chatReads.set(userId, set);
+    }
+    set.add(listener);
+    return () => {
+      const current = this.#chatReads.get(userId);
+      if (current?.delete(listener) && current.size === 0) {
+        this.#chatReads.delete(userId);
+      }
+    };
   }
 
   /** Open (or reconnecting) upstream sockets: one per token with live subscriptions. */
