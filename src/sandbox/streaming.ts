@@ -99,25 +99,44 @@ function isKind(value: unknown): value is ChannelKind {
  *   `StreamEvent` in registry.ts); `broadcast` goes to every socket as a top-level frame.
  * - websocket pings every 60 s; a socket without a pong for 2 min is terminated.
  */
-export function attachStreaming(options: StreamingOptions): StreamingServer {
-  const { http, store, events } = options;
-  const pingIntervalMs = options.pingIntervalMs ?? 60_000;
-  const wss = new WebSocketServer({ noServer: true, autoPong: false, perMessageDeflate: false });
-  const connections = new Set<Connection>();
+/** See the top of this file: Misskey's `/streaming` on the sandbox's HTTP server. */
+class SandboxStreaming implements StreamingServer {
+  readonly http: Server;
+  readonly store: Store;
+  readonly events: EventEmitter;
+  readonly #pingIntervalMs: number;
+  readonly #wss = new WebSocketServer({
+    noServer: true,
+    autoPong: false,
+    perMessageDeflate: false,
+  });
+  readonly #connections = new Set<Connection>();
   /** Channels by the stream name they listen to. */
-  const routes = new Map<string, Set<Channel>>();
-  const accepted = new Map<string | null, number>();
-  let serials = 0;
-  let refuseStatus: number | null = null;
-  let closed = false;
+  readonly #routes = new Map<string, Set<Channel>>();
+  readonly #accepted = new Map<string | null, number>();
+  readonly #pinger: NodeJS.Timeout;
+  #serials = 0;
+  #refuseStatus: number | null = null;
+  #closed = false;
 
-  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    if (closed) {
+  constructor(options: StreamingOptions) {
+    this.http = options.http;
+    this.store = options.store;
+    this.events = options.events;
+    this.#pingIntervalMs = options.pingIntervalMs ?? 60_000;
+    this.http.on('upgrade', this.#onUpgrade);
+    this.events.on('event', this.#onEvent);
+    this.#pinger = setInterval(() => this.#ping(), this.#pingIntervalMs);
+    this.#pinger.unref();
+  }
+
+  readonly #onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    if (this.#closed) {
       socket.destroy();
       return;
     }
-    if (refuseStatus !== null) {
-      rawResponse(socket, refuseStatus, {});
+    if (this.#refuseStatus !== null) {
+      rawResponse(socket, this.#refuseStatus, {});
       return;
     }
     const url = new URL(req.url ?? '/', 'http://sandbox');
@@ -132,8 +151,8 @@ export function attachStreaming(options: StreamingOptions): StreamingServer {
     let user: UserRow | null = null;
     let token: TokenRow | null = null;
     if (credential !== null) {
-      token = store.tokens.get(credential) ?? null;
-      user = token ? (store.users.get(token.userId) ?? null) : null;
+      token = this.store.tokens.get(credential) ?? null;
+      user = token ? (this.store.users.get(token.userId) ?? null) : null;
       if (
         !token ||
         !user ||
@@ -150,13 +169,12 @@ export function attachStreaming(options: StreamingOptions): StreamingServer {
         return;
       }
     }
-    wss.handleUpgrade(req, socket, head, (ws) => open(ws, user, token));
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#open(ws, user, token));
   };
-  http.on('upgrade', onUpgrade);
 
-  function open(ws: WebSocket, user: UserRow | null, token: TokenRow | null): void {
+  #open(ws: WebSocket, user: UserRow | null, token: TokenRow | null): void {
     const connection: Connection = {
-      serial: ++serials,
+      serial: ++this.#serials,
       ws,
       user,
       token,
@@ -164,12 +182,12 @@ export function attachStreaming(options: StreamingOptions): StreamingServer {
       stalled: false,
       lastPongAt: Date.now(),
     };
-    connections.add(connection);
+    this.#connections.add(connection);
     const key = user?.id ?? null;
-    accepted.set(key, (accepted.get(key) ?? 0) + 1);
+    this.#accepted.set(key, (this.#accepted.get(key) ?? 0) + 1);
     ws.on('message', (data, isBinary) => {
       if (!connection.stalled && !isBinary) {
-        onMessage(connection, data);
+        this.#onMessage(connection, data);
       }
     });
     ws.on('ping', (data) => {
@@ -182,21 +200,19 @@ export function attachStreaming(options: StreamingOptions): StreamingServer {
     });
     ws.on('error', () => {});
     ws.on('close', () => {
-      connections.delete(connection);
+      this.#connections.delete(connection);
       for (const channel of connection.channels.values()) {
-        unroute(channel);
+        this.#unroute(channel);
       }
       connection.channels.clear();
     });
   }
-
-  function send(connection: Connection, text: string): void {
+  #send(connection: Connection, text: string): void {
     if (!connection.stalled && connection.ws.readyState === WebSocket.OPEN) {
       connection.ws.send(text);
     }
   }
-
-  function onMessage(connection: Connection, data: RawData): void {
+  #onMessage(connection: Connection, data: RawData): void {
     let message: unknown;
     try {
       message = JSON.parse(data.toString());
@@ -210,33 +226,32 @@ export function attachStreaming(options: StreamingOptions): StreamingServer {
     const payload = isPlainObject(body) ? body : {};
     switch (type) {
       case 'connect':
-        connect(connection, payload);
+        this.#connect(connection, payload);
         break;
       case 'disconnect':
         if (typeof payload.id === 'string') {
-          disconnect(connection, payload.id);
+          this.#disconnect(connection, payload.id);
         }
         break;
       case 'channel':
       case 'ch':
-        channelMessage(connection, payload);
+        this.#channelMessage(connection, payload);
         break;
       case 'readNotification':
-        if (connection.user && markNotificationsRead(store, connection.user.id)) {
+        if (connection.user && markNotificationsRead(this.store, connection.user.id)) {
           const event: StreamEvent = {
             stream: `mainStream:${connection.user.id}`,
             type: 'readAllNotifications',
             body: null,
           };
-          events.emit('event', event);
+          this.events.emit('event', event);
         }
         break;
       default:
         break;
     }
   }
-
-  function connect(connection: Connection, body: Record<string, unknown>): void {
+  #connect(connection: Connection, body: Record<string, unknown>): void {
     const { channel: name, id, params, pong } = body;
     // Misskey's stream/Connection.ts drops the request unless id and channel are strings, pong is
     // a boolean, null or absent, and params is absent or a JSON object (null and arrays are not);
@@ -258,7 +273,7 @@ export function attachStreaming(options: StreamingOptions): StreamingServer {
       return;
     }
     if (connection.channels.has(id)) {
-      disconnect(connection, id);
+      this.#disconnect(connection, id);
     }
     if (spec.shared && [...connection.channels.values()].some((c) => c.kind === name)) {
       return;
@@ -282,11 +297,11 @@ export function attachStreaming(options: StreamingOptions): StreamingServer {
       channelParams = { otherId };
     } else {
       const roomId = given.roomId;
-      const room = typeof roomId === 'string' ? chatState(store).rooms.get(roomId) : undefined;
+      const room = typeof roomId === 'string' ? chatState(this.store).rooms.get(roomId) : undefined;
       if (
         typeof roomId !== 'string' ||
         !room ||
-        !(isRoomMember(chatState(store), room, me.id) || isModerator(store, me))
+        !(isRoomMember(chatState(this.store), room, me.id) || isModerator(this.store, me))
       ) {
         return;
       }
@@ -295,36 +310,33 @@ export function attachStreaming(options: StreamingOptions): StreamingServer {
     }
     const channel: Channel = { id, kind: name, params: channelParams, stream, connection };
     connection.channels.set(id, channel);
-    let set = routes.get(stream);
+    let set = this.#routes.get(stream);
     if (!set) {
       set = new Set();
-      routes.set(stream, set);
+      this.#routes.set(stream, set);
     }
     set.add(channel);
     if (pong === true) {
-      send(connection, JSON.stringify({ type: 'connected', body: { id } }));
+      this.#send(connection, JSON.stringify({ type: 'connected', body: { id } }));
     }
   }
-
-  function unroute(channel: Channel): void {
-    const set = routes.get(channel.stream);
+  #unroute(channel: Channel): void {
+    const set = this.#routes.get(channel.stream);
     if (set) {
       set.delete(channel);
       if (set.size === 0) {
-        routes.delete(channel.stream);
+        this.#routes.delete(channel.stream);
       }
     }
   }
-
-  function disconnect(connection: Connection, id: string): void {
+  #disconnect(connection: Connection, id: string): void {
     const channel = connection.channels.get(id);
     if (channel) {
       connection.channels.delete(id);
-      unroute(channel);
+      this.#unroute(channel);
     }
   }
-
-  function channelMessage(connection: Connection, body: Record<string, unknown>): void {
+  #channelMessage(connection: Connection, body: Record<string, unknown>): void {
     // Misskey requires `body` to be present (any JSON value), else the message is ignored.
     if (typeof body.id !== 'string' || typeof body.type !== 'string' || !('body' in body)) {
       return;
@@ -335,23 +347,22 @@ export function attachStreaming(options: StreamingOptions): StreamingServer {
       return;
     }
     if (channel.kind === 'chatUser') {
-      markChatRead(store, user.id, { otherId: channel.params.otherId as string });
+      markChatRead(this.store, user.id, { otherId: channel.params.otherId as string });
     } else if (channel.kind === 'chatRoom') {
-      markChatRead(store, user.id, { roomId: channel.params.roomId as string });
+      markChatRead(this.store, user.id, { roomId: channel.params.roomId as string });
     }
   }
-
-  const onEvent = (event: StreamEvent) => {
+  readonly #onEvent = (event: StreamEvent): void => {
     // Payloads travel through Redis as JSON in Misskey: serialise once, drop undefined keys.
     const body = JSON.stringify(event.body ?? null);
     if (event.stream === 'broadcast') {
       const frame = `{"type":${JSON.stringify(event.type)},"body":${body}}`;
-      for (const connection of connections) {
-        send(connection, frame);
+      for (const connection of this.#connections) {
+        this.#send(connection, frame);
       }
       return;
     }
-    const set = routes.get(event.stream);
+    const set = this.#routes.get(event.stream);
     if (!set) {
       return;
     }
@@ -361,98 +372,112 @@ export function attachStreaming(options: StreamingOptions): StreamingServer {
         // Misskey's main channel drops notifications from users the receiver mutes.
         const from = (event.body as { userId?: unknown } | null)?.userId;
         const me = channel.connection.user;
-        if (typeof from === 'string' && me && store.isMuting(me.id, from)) {
+        if (typeof from === 'string' && me && this.store.isMuting(me.id, from)) {
           continue;
         }
       }
-      send(
+      this.#send(
         channel.connection,
         `{"type":"channel","body":{"id":${JSON.stringify(channel.id)},"type":${type},"body":${body}}}`,
       );
     }
   };
-  events.on('event', onEvent);
 
-  const pinger = setInterval(() => {
+  #ping(): void {
     const now = Date.now();
-    for (const connection of connections) {
-      if (now - connection.lastPongAt > 2 * pingIntervalMs) {
+    for (const connection of this.#connections) {
+      if (now - connection.lastPongAt > 2 * this.#pingIntervalMs) {
         connection.ws.terminate();
       } else if (connection.ws.readyState === WebSocket.OPEN) {
         connection.ws.ping();
       }
     }
-  }, pingIntervalMs);
-  pinger.unref();
+  }
 
-  const ofUser = (userId: string | null | undefined) =>
-    [...connections].filter((c) => userId === undefined || (c.user?.id ?? null) === userId);
+  #ofUser(userId: string | null | undefined): Connection[] {
+    return [...this.#connections].filter(
+      (c) => userId === undefined || (c.user?.id ?? null) === userId,
+    );
+  }
 
-  return {
-    socketCount: (userId) => ofUser(userId).length,
-    acceptedCount: (userId) =>
-      userId === undefined
-        ? [...accepted.values()].reduce((a, b) => a + b, 0)
-        : (accepted.get(userId) ?? 0),
-    channelCount: (kind, userId) => {
-      let count = 0;
-      for (const connection of ofUser(userId)) {
-        for (const channel of connection.channels.values()) {
-          if (kind === undefined || channel.kind === kind) {
-            count++;
-          }
+  socketCount(userId?: string | null): number {
+    return this.#ofUser(userId).length;
+  }
+
+  acceptedCount(userId?: string | null): number {
+    return userId === undefined
+      ? [...this.#accepted.values()].reduce((a, b) => a + b, 0)
+      : (this.#accepted.get(userId) ?? 0);
+  }
+
+  channelCount(kind?: ChannelKind, userId?: string | null): number {
+    let count = 0;
+    for (const connection of this.#ofUser(userId)) {
+      for (const channel of connection.channels.values()) {
+        if (kind === undefined || channel.kind === kind) {
+          count++;
         }
       }
-      return count;
-    },
-    sockets: (userId) =>
-      ofUser(userId).map((connection) => ({
-        serial: connection.serial,
-        userId: connection.user?.id ?? null,
-        channels: () =>
-          [...connection.channels.values()].map((c) => ({
-            id: c.id,
-            kind: c.kind,
-            params: { ...c.params },
-          })),
-        get stalled() {
-          return connection.stalled;
-        },
-      })),
-    drop: (userId) => {
-      const dropped = ofUser(userId);
-      for (const connection of dropped) {
-        connection.ws.terminate();
+    }
+    return count;
+  }
+
+  sockets(userId?: string | null): StreamingSocket[] {
+    return this.#ofUser(userId).map((connection) => ({
+      serial: connection.serial,
+      userId: connection.user?.id ?? null,
+      channels: () =>
+        [...connection.channels.values()].map((c) => ({
+          id: c.id,
+          kind: c.kind,
+          params: { ...c.params },
+        })),
+      get stalled() {
+        return connection.stalled;
+      },
+    }));
+  }
+
+  drop(userId: string): number {
+    const dropped = this.#ofUser(userId);
+    for (const connection of dropped) {
+      connection.ws.terminate();
+    }
+    return dropped.length;
+  }
+
+  stall(userId: string, stalled = true): number {
+    let changed = 0;
+    for (const connection of this.#ofUser(userId)) {
+      if (connection.stalled !== stalled) {
+        connection.stalled = stalled;
+        connection.lastPongAt = Date.now();
+        changed++;
       }
-      return dropped.length;
-    },
-    stall: (userId, stalled = true) => {
-      let changed = 0;
-      for (const connection of ofUser(userId)) {
-        if (connection.stalled !== stalled) {
-          connection.stalled = stalled;
-          connection.lastPongAt = Date.now();
-          changed++;
-        }
-      }
-      return changed;
-    },
-    refuseUpgrades: (status) => {
-      refuseStatus = status;
-    },
-    close: async () => {
-      closed = true;
-      clearInterval(pinger);
-      events.off('event', onEvent);
-      http.off('upgrade', onUpgrade);
-      for (const connection of connections) {
-        connection.ws.terminate();
-      }
-      connections.clear();
-      routes.clear();
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
-    },
-  };
+    }
+    return changed;
+  }
+
+  refuseUpgrades(status: number | null): void {
+    this.#refuseStatus = status;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#pinger);
+    this.events.off('event', this.#onEvent);
+    this.http.off('upgrade', this.#onUpgrade);
+    for (const connection of this.#connections) {
+      connection.ws.terminate();
+    }
+    this.#connections.clear();
+    this.#routes.clear();
+    await new Promise<void>((resolve) => this.#wss.close(() => resolve()));
+  }
+}
+
+export function attachStreaming(options: StreamingOptions): StreamingServer {
+  return new SandboxStreaming(options);
 }
 
 const STATUS_TEXT: Record<number, string> = {
