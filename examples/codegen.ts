@@ -16,7 +16,7 @@ const config: CodegenConfig = {
         useTypeImports: true,
         enumsAsTypes: true,
         skipTypename: true,
-        scalars: { DateTime: 'string' },
+        scalars: { DateTime: 'string', File: 'Blob' },
       },
     },
   },
