@@ -76,7 +76,18 @@ async function post(
   if (Buffer.isBuffer(body)) {
     req.end(body);
   } else {
+    let early = false;
+    answered.then(
+      () => {
+        early = true;
+      },
+      () => {},
+    );
+    // A client stops sending once answered (the gateway may answer before reading everything).
     for await (const chunk of body()) {
+      if (early) {
+        break;
+      }
       if (!req.write(chunk)) {
         await Promise.race([once(req, 'drain'), answered]);
       }
@@ -257,6 +268,52 @@ describe('uploadDriveFile', () => {
     expect(stack.gateway.client.sockets().running).toBe(0);
     expect(stack.sandbox.store.driveFiles.size).toBe(filesBefore);
     expect(stack.sandbox.calls.filter((c) => c.endpoint === 'drive/files/create')).toEqual([]);
+  });
+});
+
+describe('MAX_UPLOAD_BYTES', () => {
+  let small: Stack;
+  beforeAll(async () => {
+    small = await startStack({
+      sandbox: { rateLimits: false },
+      gateway: { limits: { maxUploadBytes: 100_000 } },
+    });
+  });
+
+  it('a file streamed past it is FILE_TOO_LARGE and the rest of the request is not read', async () => {
+    let sent = 0;
+    const files = small.sandbox.store.driveFiles.size;
+    const res = await post(small.gateway.url, async function* () {
+      yield multipartHead(
+        { query: UPLOAD, variables: { file: null } },
+        { 0: ['variables.file'] },
+        { name: '0', filename: 'a.txt', type: 'text/plain' },
+      );
+      // Far more than the limit: the answer comes (and the connection closes) long before.
+      for (; sent < 50_000_000; sent += 16 * 1024) {
+        yield Buffer.alloc(16 * 1024, 'a');
+      }
+      yield TAIL;
+    });
+    expect(res.body.errors?.[0]?.extensions).toMatchObject({
+      code: 'FILE_TOO_LARGE',
+      maxBytes: 100_000,
+    });
+    expect(sent).toBeLessThan(50_000_000);
+    expect(small.sandbox.store.driveFiles.size).toBe(files);
+    expect(small.sandbox.calls.filter((c) => c.endpoint === 'drive/files/create')).toEqual([]);
+  });
+
+  it('a request whose Content-Length is over it (and MAX_BODY_BYTES) is 413', async () => {
+    const res = await post(small.gateway.url, uploadBody(Buffer.alloc(200_000, 'a')));
+    expect(res.status).toBe(413);
+    expect(res.body.errors?.[0]?.extensions?.code).toBe('REQUEST_ENTITY_TOO_LARGE');
+  });
+
+  it('a file just over it, by Content-Length, is FILE_TOO_LARGE before any upload', async () => {
+    const res = await post(small.gateway.url, uploadBody(Buffer.alloc(150_000, 'a')));
+    expect(res.body.errors?.[0]?.extensions?.code).toBe('FILE_TOO_LARGE');
+    expect(small.sandbox.callCount('drive/files/create')).toBe(0);
   });
 });
 

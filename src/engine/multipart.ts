@@ -232,6 +232,20 @@ function parseMultipart(
         stream.destroy(new Error('the client went away'));
       });
       res.once('close', () => stream.resume());
+      // Past MAX_UPLOAD_BYTES nothing more is read: the reader of the file gets an error (the
+      // stream is `truncated`), and the connection is closed once answered.
+      stream.once('limit', () => {
+        req.unpipe(busboy);
+        if (!res.headersSent) {
+          res.setHeader('connection', 'close');
+        }
+        stream.destroy(tooLarge(`An upload is at most ${limits.maxUploadBytes} bytes.`));
+        if (res.writableFinished) {
+          req.destroy();
+        } else {
+          res.once('finish', () => req.destroy());
+        }
+      });
       for (const path of paths as string[]) {
         setPath(operations, path, upload);
       }

@@ -75,7 +75,13 @@ export async function uploadToDrive(
       throw fileTooLarge(limit);
     }
     const chunks = upload.stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-    const first = await chunks.next();
+    let first: IteratorResult<Buffer>;
+    try {
+      first = await chunks.next();
+    } catch (error) {
+      // Cut at MAX_UPLOAD_BYTES, or the client went away (then nobody reads the answer).
+      throw upload.stream.truncated ? fileTooLarge(limit) : error;
+    }
     if (first.done) {
       throw gatewayError(ErrorCode.FILE_EMPTY, 'The file is empty.');
     }
@@ -116,7 +122,7 @@ export async function uploadToDrive(
         { signal: upload.signal },
       );
     } catch (error) {
-      if (over) {
+      if (over || upload.stream.truncated) {
         throw fileTooLarge(limit);
       }
       throw fromUpstream(error);
