@@ -304,6 +304,24 @@ describe('MAX_UPLOAD_BYTES', () => {
     expect(small.sandbox.calls.filter((c) => c.endpoint === 'drive/files/create')).toEqual([]);
   });
 
+  it('files cut while streaming are no upstream failures: the circuit breaker stays closed', async () => {
+    for (let i = 0; i < 7; i++) {
+      const res = await post(small.gateway.url, async function* () {
+        yield multipartHead(
+          { query: UPLOAD, variables: { file: null } },
+          { 0: ['variables.file'] },
+          { name: '0', filename: 'a.txt', type: 'text/plain' },
+        );
+        for (let sent = 0; sent < 1_000_000; sent += 16 * 1024) {
+          yield Buffer.alloc(16 * 1024, 'a');
+        }
+        yield TAIL;
+      });
+      expect(res.body.errors?.[0]?.extensions?.code).toBe('FILE_TOO_LARGE');
+    }
+    expect(small.gateway.client.breakerState).toBe('closed');
+  });
+
   it('a request whose Content-Length is over it (and MAX_BODY_BYTES) is 413', async () => {
     const res = await post(small.gateway.url, uploadBody(Buffer.alloc(200_000, 'a')));
     expect(res.status).toBe(413);

@@ -260,7 +260,10 @@ export class MisskeyClient {
       this.#onRefused?.({ endpoint, reason: 'circuit-open' });
       throw error;
     }
-    const request = multipartRequest(endpoint, fields, file, credential);
+    let bodyFailed = false;
+    const request = multipartRequest(endpoint, fields, file, credential, () => {
+      bodyFailed = true;
+    });
     try {
       const result = await this.#attempt(
         endpoint,
@@ -273,11 +276,13 @@ export class MisskeyClient {
       this.#breaker?.record(null, caller);
       return result as EndpointResult<E>;
     } catch (error) {
-      // A body the caller cut (abort, refused bytes) says nothing about the upstream either.
+      // A body the caller cut (abort, bytes refused while streaming) says nothing about the
+      // upstream either.
       const noVerdict =
         error instanceof CallerAbortedError ||
         error instanceof UpstreamRequestRefusedError ||
         options.signal?.aborted === true ||
+        bodyFailed ||
         (error instanceof UpstreamTimeoutError &&
           timeoutMs < (options.timeoutMs ?? this.#timeoutMs));
       if (noVerdict) {
@@ -515,6 +520,7 @@ function multipartRequest(
   fields: Record<string, string>,
   file: UploadPart,
   token: string | null,
+  onBodyFailed: () => void,
 ): RequestOptions {
   if (!ENDPOINT.test(endpoint)) {
     throw new UpstreamRequestRefusedError(endpoint.slice(0, 128), 'invalid endpoint name');
@@ -532,8 +538,13 @@ function multipartRequest(
   const tail = `\r\n--${boundary}--\r\n`;
   async function* parts(): AsyncGenerator<Uint8Array> {
     yield Buffer.from(head, 'utf8');
-    for await (const chunk of file.body) {
-      yield chunk;
+    try {
+      for await (const chunk of file.body) {
+        yield chunk;
+      }
+    } catch (error) {
+      onBodyFailed();
+      throw error;
     }
     yield Buffer.from(tail, 'utf8');
   }
