@@ -70,15 +70,18 @@ export function requestBodies(limits: BodyLimits): GatewayPlugin {
 function limitBody(
   request: Request,
   limit: number,
-  fetchAPI: { Request: typeof Request },
+  fetchAPI: { Request: typeof Request; TransformStream: typeof TransformStream },
 ): Request {
   const body = request.body;
   if (!body) {
     return request;
   }
+  // As Yoga does: a native body needs the native TransformStream, a ponyfill one the ponyfill's.
+  const Transform =
+    body instanceof ReadableStream ? globalThis.TransformStream : fetchAPI.TransformStream;
   let read = 0;
   const limited = body.pipeThrough(
-    new TransformStream<Uint8Array, Uint8Array>({
+    new Transform<Uint8Array, Uint8Array>({
       transform(chunk, controller) {
         read += chunk.byteLength;
         if (read > limit) {
