@@ -19,7 +19,7 @@ const config: CodegenConfig = {
         useTypeImports: true,
         enumsAsTypes: true,
         skipTypename: true,
-        scalars: { DateTime: 'string' },
+        scalars: { DateTime: 'string', File: 'Blob' },
       },
     },
     'examples/generated/client/': {

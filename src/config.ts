@@ -81,8 +81,10 @@ export interface LimitsConfig {
   maxDocumentBytes: number;
   /** Maximum operations in one batched HTTP request (0 = batching off). */
   maxBatch: number;
-  /** Maximum HTTP request body, in bytes (413 above). */
+  /** Maximum HTTP request body, in bytes (413 above); multipart uploads have their own bound. */
   maxBodyBytes: number;
+  /** Maximum file of a multipart upload, in bytes (Misskey's own per-user limit may be lower). */
+  maxUploadBytes: number;
   /** Maximum websocket message, in bytes (the socket is closed with 1009 above). */
   wsMaxPayloadBytes: number;
   /** Maximum running subscriptions on one websocket. */
@@ -107,6 +109,7 @@ export const DEFAULT_LIMITS: LimitsConfig = {
   maxDocumentBytes: 32 * 1024,
   maxBatch: 10,
   maxBodyBytes: 64 * 1024,
+  maxUploadBytes: 50 * 1024 * 1024,
   wsMaxPayloadBytes: 64 * 1024,
   wsMaxSubscriptions: 20,
   wsInitTimeoutMs: 3_000,
@@ -335,6 +338,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxDocumentBytes: integer(env, 'MAX_DOCUMENT_BYTES', d.maxDocumentBytes, 100, 16_777_216),
       maxBatch: integer(env, 'MAX_BATCH', d.maxBatch, 0, 1_000),
       maxBodyBytes: integer(env, 'MAX_BODY_BYTES', d.maxBodyBytes, 1_024, 104_857_600),
+      maxUploadBytes: integer(env, 'MAX_UPLOAD_BYTES', d.maxUploadBytes, 1, 10_737_418_240),
       wsMaxPayloadBytes: integer(
         env,
         'WS_MAX_PAYLOAD_BYTES',

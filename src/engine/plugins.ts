@@ -18,6 +18,7 @@ import { type GatewayMetrics, requestScope } from '../observability/index.js';
 import { type Context, credentialFrom, tokenFrom } from '../schema/context.js';
 import { ErrorCode, gatewayError, malformedCredential } from '../schema/errors.js';
 import { type GatewayRateLimit, limitError, operationLimitPlugins } from './limits.js';
+import { requestBodies } from './multipart.js';
 import { type ResponseCacheOptions, responseCache } from './response-cache.js';
 import { type TrustedDocuments, trustedDocumentPlugins } from './trusted-documents.js';
 
@@ -56,6 +57,9 @@ export function gatewayPlugins(options: PluginOptions = {}): GatewayPlugin[] {
     csrfPrevention(),
     // A credential that cannot be a Misskey token is refused (401) before it reaches anything.
     credentialCheck(),
+    // Bodies bounded by MAX_BODY_BYTES, but for uploads (multipart): their file is streamed to the
+    // resolver, bounded by MAX_UPLOAD_BYTES. In place of Yoga's maxRequestBodySize, which is off.
+    requestBodies(limits),
     // Batch size and the gateway rate limit, counted per operation before anything is parsed.
     admission(limits, options.rateLimit ?? null),
     // Persisted-query hashes resolved from the manifest; with arbitrary operations off, anything

@@ -51,7 +51,8 @@ export function createEngine(options: EngineOptions): Engine {
       tracing: options.tracing,
     }),
     batching: limits.maxBatch > 0 ? { limit: limits.maxBatch } : false,
-    maxRequestBodySize: limits.maxBodyBytes,
+    // Bounded by the `requestBodies` plugin instead (uploads have a larger bound of their own).
+    maxRequestBodySize: false,
     // The cost rule depends on variables: a validation result cannot be reused by document.
     parserAndValidationCache: { validationCache: false },
     maskedErrors: {

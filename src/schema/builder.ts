@@ -10,9 +10,11 @@ import SimpleObjectsPlugin from '@pothos/plugin-simple-objects';
 import { fieldCost } from '../engine/limits.js';
 import type { Context } from './context.js';
 import { unauthenticated } from './errors.js';
+import type { Upload } from './uploads.js';
 
 export type Scalars = {
   DateTime: { Input: Date; Output: Date | string };
+  File: { Input: Upload; Output: never };
 };
 
 export const builder = new SchemaBuilder<{

@@ -12,7 +12,7 @@ import {
   roomMessagesPage,
 } from './chat-rooms.js';
 import type { Context } from './context.js';
-import { DriveFile } from './drive.js';
+import { DriveFile, uploadToDrive } from './drive.js';
 import { badInput, ErrorCode, gatewayError, registerInternalReason } from './errors.js';
 import { assertId } from './ids.js';
 import { type Connection, type ConnectionArgs, idConnection } from './pagination.js';
@@ -388,7 +388,7 @@ builder.objectField(ChatRoom, 'messages', (t) =>
 // Mutations
 
 const SendChatMessageInput = builder.inputType('SendChatMessageInput', {
-  description: 'Exactly one of toUserId and toRoomId; text, fileId or both.',
+  description: 'Exactly one of toUserId and toRoomId; text, a file (fileId or file) or both.',
   fields: (t) => ({
     toUserId: t.id({ description: 'Send a direct message to this user.' }),
     toRoomId: t.id({ description: 'Send to this room (you must own it or be a member).' }),
@@ -396,6 +396,12 @@ const SendChatMessageInput = builder.inputType('SendChatMessageInput', {
       description: `At most ${CHAT_TEXT_MAX} characters; Misskey trims it.`,
     }),
     fileId: t.id({ description: 'A file of your own drive to attach.' }),
+    file: t.field({
+      type: 'File',
+      description:
+        'A file to upload to your drive and attach (multipart request), instead of fileId: ' +
+        'uploaded first (as uploadDriveFile), then sent.',
+    }),
   }),
 });
 
@@ -435,14 +441,23 @@ builder.mutationFields((t) => ({
         throw badInput('Give exactly one of toUserId and toRoomId.');
       }
       const text = input.text ?? null;
-      const fileId = input.fileId != null ? assertId(String(input.fileId), 'fileId') : null;
+      let fileId = input.fileId != null ? assertId(String(input.fileId), 'fileId') : null;
+      const file = input.file ?? null;
+      if (file !== null && fileId !== null) {
+        file.discard();
+        throw badInput('Give fileId or file, not both.', { argument: 'file' });
+      }
       if (text !== null && [...text].length > CHAT_TEXT_MAX) {
+        file?.discard();
         throw badInput(`text is at most ${CHAT_TEXT_MAX} characters.`, { argument: 'text' });
       }
-      if ((text === null || text.trim() === '') && fileId === null) {
-        throw badInput('A message needs text (not only spaces), a fileId, or both.', {
+      if ((text === null || text.trim() === '') && fileId === null && file === null) {
+        throw badInput('A message needs text (not only spaces), a file, or both.', {
           argument: 'text',
         });
+      }
+      if (file !== null) {
+        fileId = (await uploadToDrive(ctx, file, {})).id;
       }
       const content = {
         ...(text !== null && text.trim() !== '' ? { text } : {}),

@@ -30,6 +30,11 @@ export const ErrorCode = {
   UPSTREAM_BAD_RESPONSE: 'UPSTREAM_BAD_RESPONSE',
   /** An operation limit (depth, aliases, cost, …) refused the operation before execution. */
   OPERATION_LIMIT_EXCEEDED: 'OPERATION_LIMIT_EXCEEDED',
+  /** An upload over what the instance allows the caller (role policy `maxFileSizeMb`) or over
+   *  the gateway's `MAX_UPLOAD_BYTES`; also Misskey's `MAX_FILE_SIZE_EXCEEDED`. */
+  FILE_TOO_LARGE: 'FILE_TOO_LARGE',
+  /** An upload of zero bytes (Misskey stores none). */
+  FILE_EMPTY: 'FILE_EMPTY',
   /** Set by Yoga: malformed request (bad JSON, no query, mutation over GET, missing CSRF header). */
   BAD_REQUEST: 'BAD_REQUEST',
   /** Set by Yoga: request body over `MAX_BODY_BYTES` (HTTP 413). */
@@ -117,6 +122,9 @@ function codeForApiError(error: MisskeyApiError): { code: string; message: strin
       code: ErrorCode.UNAUTHENTICATED,
       message: `Misskey refused the token: ${error.message}`,
     };
+  }
+  if (error.code === 'MAX_FILE_SIZE_EXCEEDED') {
+    return { code: ErrorCode.FILE_TOO_LARGE, message: error.message };
   }
   if (error.code === 'INVALID_PARAM') {
     return { code: ErrorCode.BAD_USER_INPUT, message: error.message };

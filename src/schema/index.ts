@@ -1,6 +1,7 @@
 import { GraphQLSchema, lexicographicSortSchema } from 'graphql';
 import { builder } from './builder.js';
 import './scalars.js';
+import './uploads.js';
 import './users.js';
 import './drive.js';
 import './chat-messages.js';

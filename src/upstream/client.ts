@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import type { Endpoints } from 'misskey-js';
 import { type Pool, errors as undiciErrors } from 'undici';
 import type { UpstreamTracer } from '../observability/tracing.js';
@@ -96,6 +98,15 @@ export interface UpstreamSocketStats {
   running: number;
   /** Requests waiting for a socket. */
   pending: number;
+}
+
+/** A file sent as the `file` part of a multipart upload: its bytes are streamed, never held. */
+export interface UploadPart {
+  /** The file name sent in the part's `Content-Disposition`. */
+  name: string;
+  /** The part's `Content-Type` (Misskey detects the real type from the bytes). */
+  type: string;
+  body: AsyncIterable<Uint8Array>;
 }
 
 /** Misskey endpoint names (`notes/create`, `i`): nothing undici could refuse in a path. */
@@ -225,6 +236,71 @@ export class MisskeyClient {
   }
 
   /**
+   * `POST /api/<endpoint>` as `multipart/form-data` (Misskey's `drive/files/create`): the string
+   * `fields`, then the `file` part streamed from `file.body` as it arrives. Same token check,
+   * deadline, breaker and bounded answer as `call`; sent once (never retried, the body is a
+   * stream). When `file.body` fails or `options.signal` aborts, the upstream request is aborted.
+   */
+  async upload<E extends EndpointName>(
+    endpoint: E,
+    fields: Record<string, string>,
+    file: UploadPart,
+    token: string | null,
+    options: CallOptions = {},
+  ): Promise<EndpointResult<E>> {
+    const credential = this.#credential(endpoint, token);
+    const caller = options.caller ?? this.#callerOf(credential);
+    const deadline = options.deadline ?? this.#deadline?.();
+    let timeoutMs = options.timeoutMs ?? this.#timeoutMs;
+    if (deadline !== undefined) {
+      const left = Math.floor(deadline - Date.now());
+      if (left <= 0) {
+        this.#onRefused?.({ endpoint, reason: 'deadline' });
+        throw new UpstreamTimeoutError(endpoint, timeoutMs);
+      }
+      timeoutMs = Math.min(timeoutMs, left);
+    }
+    try {
+      this.#breaker?.admit(endpoint);
+    } catch (error) {
+      this.#onRefused?.({ endpoint, reason: 'circuit-open' });
+      throw error;
+    }
+    let bodyFailed = false;
+    const request = multipartRequest(endpoint, fields, file, credential, () => {
+      bodyFailed = true;
+    });
+    try {
+      const result = await this.#attempt(
+        endpoint,
+        {},
+        credential,
+        { ...options, timeoutMs },
+        0,
+        request,
+      );
+      this.#breaker?.record(null, caller);
+      return result as EndpointResult<E>;
+    } catch (error) {
+      // A body the caller cut (abort, bytes refused while streaming) says nothing about the
+      // upstream either.
+      const noVerdict =
+        error instanceof CallerAbortedError ||
+        error instanceof UpstreamRequestRefusedError ||
+        options.signal?.aborted === true ||
+        bodyFailed ||
+        (error instanceof UpstreamTimeoutError &&
+          timeoutMs < (options.timeoutMs ?? this.#timeoutMs));
+      if (noVerdict) {
+        this.#breaker?.release();
+      } else {
+        this.#breaker?.record(error, caller);
+      }
+      throw error;
+    }
+  }
+
+  /**
    * The token to send (`null` for none), checked before anything else: a malformed one never
    * reaches undici, the pool or the breaker.
    */
@@ -249,6 +325,7 @@ export class MisskeyClient {
     token: string | null,
     options: CallOptions,
     attempt: number,
+    prepared?: RequestOptions,
   ): Promise<unknown> {
     const started = performance.now();
     let status: number | null = null;
@@ -263,6 +340,7 @@ export class MisskeyClient {
           status = s;
         },
         span?.headers,
+        prepared,
       );
       span?.end(status);
       this.#onCall?.({ endpoint, status, durationMs: performance.now() - started, attempt });
@@ -292,9 +370,15 @@ export class MisskeyClient {
     options: CallOptions,
     onStatus: (status: number) => void,
     extraHeaders?: Record<string, string>,
+    prepared?: RequestOptions,
   ): Promise<unknown> {
     const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
-    const request = this.#requestOptions(endpoint, params, token, extraHeaders);
+    const request = prepared
+      ? {
+          ...prepared,
+          headers: { ...extraHeaders, ...(prepared.headers as Record<string, string>) },
+        }
+      : this.#requestOptions(endpoint, params, token, extraHeaders);
     const controller = new AbortController();
     const callerSignal = options.signal;
     let timedOut = false;
@@ -443,7 +527,63 @@ interface RequestOptions {
   method: 'POST';
   path: string;
   headers: Record<string, string>;
-  body: string;
+  body: string | Readable;
+}
+
+/** A quoted `Content-Disposition` parameter: no quote, backslash or line break can escape it. */
+function dispositionValue(value: string): string {
+  return value.replace(/[\r\n"\\]/g, (c) => encodeURIComponent(c));
+}
+
+/**
+ * The multipart request of an upload: the fields, then the file part, whose bytes are passed on
+ * chunk by chunk as `file.body` yields them (undici sends it chunked, with backpressure).
+ */
+function multipartRequest(
+  endpoint: string,
+  fields: Record<string, string>,
+  file: UploadPart,
+  token: string | null,
+  onBodyFailed: () => void,
+): RequestOptions {
+  if (!ENDPOINT.test(endpoint)) {
+    throw new UpstreamRequestRefusedError(endpoint.slice(0, 128), 'invalid endpoint name');
+  }
+  const boundary = `----misskey-graphql-${randomBytes(16).toString('hex')}`;
+  let head = '';
+  for (const [name, value] of Object.entries(fields)) {
+    if (name === 'i') {
+      continue;
+    }
+    head += `--${boundary}\r\nContent-Disposition: form-data; name="${dispositionValue(name)}"\r\n\r\n${value}\r\n`;
+  }
+  const type = /^[\w.+-]+\/[\w.+-]+$/.test(file.type) ? file.type : 'application/octet-stream';
+  head += `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${dispositionValue(file.name)}"\r\nContent-Type: ${type}\r\n\r\n`;
+  const tail = `\r\n--${boundary}--\r\n`;
+  async function* parts(): AsyncGenerator<Uint8Array> {
+    yield Buffer.from(head, 'utf8');
+    try {
+      for await (const chunk of file.body) {
+        yield chunk;
+      }
+    } catch (error) {
+      onBodyFailed();
+      throw error;
+    }
+    yield Buffer.from(tail, 'utf8');
+  }
+  const headers: Record<string, string> = {
+    'content-type': `multipart/form-data; boundary=${boundary}`,
+  };
+  if (token !== null) {
+    headers.authorization = `Bearer ${token}`;
+  }
+  return {
+    method: 'POST',
+    path: `/api/${endpoint}`,
+    headers,
+    body: Readable.from(parts(), { objectMode: false }),
+  };
 }
 
 interface Answer {
