@@ -258,8 +258,10 @@ describe('unread chat state', () => {
     stack.sandbox.resetCalls();
     await stack.gql('mutation { markAllChatMessagesRead }');
     await live.nth(3, 3_000);
-    // The hub knows alice's token (her live subscription): only the subscription re-reads `i`.
-    expect(stack.sandbox.callCount('i')).toBe(1);
+    // The hub knows alice's token (her live subscription): only the subscription re-reads `i`
+    // (once for the read; a slow machine can also see the message's re-read land after the reset).
+    expect(stack.sandbox.callCount('i')).toBeGreaterThanOrEqual(1);
+    expect(stack.sandbox.callCount('i')).toBeLessThanOrEqual(2);
     await sleep(300);
     expect(flags(live.results)).toEqual([false, true, false]);
     expect(streaming().socketCount(ids.alice)).toBe(1);

@@ -10,7 +10,7 @@ import SimpleObjectsPlugin from '@pothos/plugin-simple-objects';
 import { fieldCost } from '../engine/limits.js';
 import type { Context } from './context.js';
 import { unauthenticated } from './errors.js';
-import type { Upload } from './uploads.js';
+import type { Upload } from './upload.js';
 
 export type Scalars = {
   DateTime: { Input: Date; Output: Date | string };

@@ -7,8 +7,10 @@ export type Incremental<T> =
   | { [P in keyof T]?: P extends ' $fragmentName' | '__typename' ? T[P] : never };
 
 import type { TypedDocumentNode as DocumentNode } from '@graphql-typed-document-node/core';
-/** Exactly one of toUserId and toRoomId; text, fileId or both. */
+/** Exactly one of toUserId and toRoomId; text, a file (fileId or file) or both. */
 export type SendChatMessageInput = {
+  /** A file to upload to your drive and attach (multipart request), instead of fileId: uploaded first (as uploadDriveFile), then sent. */
+  file?: unknown;
   /** A file of your own drive to attach. */
   fileId?: string | number | null | undefined;
   /** At most 2000 characters; Misskey trims it. */
