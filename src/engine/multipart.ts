@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import { Busboy } from '@fastify/busboy';
 import type { GraphQLParams, Plugin } from 'graphql-yoga';
 import type { Context } from '../schema/context.js';
@@ -112,16 +113,40 @@ function parseMultipart(
   res: ServerResponse,
   limits: BodyLimits,
 ): Promise<GraphQLParams> {
-  const aborted = new AbortController();
-  const onClose = () => {
-    if (!res.writableFinished) {
-      aborted.abort();
-    }
-  };
-  res.once('close', onClose);
-  req.once('aborted', onClose);
-  const contentLength = Number(req.headers['content-length'] ?? Number.NaN);
   return new Promise<GraphQLParams>((resolve, reject) => {
+    new MultipartReader(req, res, limits, resolve, reject).start();
+  });
+}
+
+/** One multipart request being read (see `parseMultipart`). */
+class MultipartReader {
+  readonly #aborted = new AbortController();
+  #busboy: ReturnType<typeof Busboy> | undefined;
+  #operations: unknown;
+  #map: Record<string, unknown> | undefined;
+  #settled = false;
+  /** Bytes of the request before the current chunk, and of the current chunk. */
+  #bytesBefore = 0;
+  #chunkBytes = 0;
+
+  constructor(
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse,
+    readonly limits: BodyLimits,
+    readonly resolve: (params: GraphQLParams) => void,
+    readonly reject: (error: Error) => void,
+  ) {
+    const onClose = () => {
+      if (!res.writableFinished) {
+        this.#aborted.abort();
+      }
+    };
+    res.once('close', onClose);
+    req.once('aborted', onClose);
+  }
+
+  start(): void {
+    const { req, limits } = this;
     let busboy: ReturnType<typeof Busboy>;
     try {
       busboy = Busboy({
@@ -137,134 +162,166 @@ function parseMultipart(
       });
     } catch (error) {
       req.resume();
-      reject(badRequest(`The multipart request cannot be read: ${(error as Error).message}`));
+      this.reject(badRequest(`The multipart request cannot be read: ${(error as Error).message}`));
       return;
     }
-    let operations: unknown;
-    let map: Record<string, unknown> | undefined;
-    let settled = false;
-    let bytesBefore = 0;
-    let chunkBytes = 0;
-    const fail = (error: Error) => {
-      if (!settled) {
-        settled = true;
-        reject(error);
-      }
-      req.unpipe(busboy);
-      req.resume();
-    };
-    const finish = () => {
-      if (settled) {
-        return;
-      }
-      if (operations === undefined) {
-        fail(badRequest('Missing multipart form field "operations".'));
-        return;
-      }
-      const missing = Object.keys(map ?? {});
-      if (missing.length > 0) {
-        settled = true;
-        reject(
-          gatewayError(
-            ErrorCode.BAD_USER_INPUT,
-            `The request has no file part "${missing[0]}" that its map names.`,
-            { http: { status: 400 } },
-          ),
-        );
-        return;
-      }
-      settled = true;
-      resolve(operations as GraphQLParams);
-    };
-    busboy.on('field', (name, value, _nameTruncated, valueTruncated) => {
-      if (valueTruncated) {
-        fail(tooLarge(`The "${name}" field is over ${limits.maxBodyBytes} bytes.`));
-        return;
-      }
-      try {
-        if (name === 'operations') {
-          operations = JSON.parse(value);
-        } else if (name === 'map') {
-          const parsed: unknown = JSON.parse(value);
-          if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-            throw new Error('not an object');
-          }
-          map = parsed as Record<string, unknown>;
-        }
-      } catch {
-        fail(badRequest(`Multipart form field "${name}" must be valid JSON.`));
-      }
-    });
-    busboy.on('file', (name, stream, filename, _encoding, mimeType) => {
-      if (settled) {
-        stream.resume();
-        return;
-      }
-      if (operations === undefined || map === undefined) {
-        stream.resume();
-        fail(badRequest('The "operations" and "map" fields must come before the file.'));
-        return;
-      }
-      const paths = map[name];
-      if (!Array.isArray(paths) || paths.some((path) => typeof path !== 'string')) {
-        stream.resume();
-        fail(badRequest(`The map names no variable for the file part "${name}".`));
-        return;
-      }
-      // The file ends at the closing boundary: what the request has left after the current
-      // chunk, less that boundary, is the least the file can be.
-      const boundary = /boundary=("?)([^";]+)\1/i.exec(req.headers['content-type'] ?? '')?.[2];
-      const sizeAtLeast = Number.isFinite(contentLength)
-        ? Math.max(0, contentLength - bytesBefore - chunkBytes - (boundary?.length ?? 70) - 8)
-        : 0;
-      const upload = new Upload(
-        filename || 'blob',
-        mimeType || 'application/octet-stream',
-        stream,
-        sizeAtLeast,
-        limits.maxUploadBytes,
-        aborted.signal,
-        () => {
-          // An answer before the whole request was read: a client may not reuse the connection.
-          if (!req.complete && !res.headersSent) {
-            res.setHeader('connection', 'close');
-          }
-        },
-      );
-      aborted.signal.addEventListener('abort', () => {
-        stream.destroy(new Error('the client went away'));
-      });
-      res.once('close', () => stream.resume());
-      // Past MAX_UPLOAD_BYTES nothing more is read: the reader of the file gets an error (the
-      // stream is `truncated`), and the connection is closed once answered.
-      stream.once('limit', () => {
-        req.unpipe(busboy);
-        if (!res.headersSent) {
-          res.setHeader('connection', 'close');
-        }
-        stream.destroy(tooLarge(`An upload is at most ${limits.maxUploadBytes} bytes.`));
-        if (res.writableFinished) {
-          req.destroy();
-        } else {
-          res.once('finish', () => req.destroy());
-        }
-      });
-      for (const path of paths as string[]) {
-        setPath(operations, path, upload);
-      }
-      delete map[name];
-      finish();
-    });
-    busboy.on('finish', finish);
-    busboy.on('partsLimit', () => fail(badRequest('One file per request.')));
-    busboy.on('filesLimit', () => fail(badRequest('One file per request.')));
-    busboy.on('error', (error: Error) => fail(badRequest(`Bad multipart body: ${error.message}`)));
+    this.#busboy = busboy;
+    busboy.on('field', (name, value, _nameTruncated, valueTruncated) =>
+      this.#onField(name, value, valueTruncated),
+    );
+    busboy.on('file', (name, stream, filename, _encoding, mimeType) =>
+      this.#onFile(name, stream, filename, mimeType),
+    );
+    busboy.on('finish', () => this.#finish());
+    busboy.on('partsLimit', () => this.#fail(badRequest('One file per request.')));
+    busboy.on('filesLimit', () => this.#fail(badRequest('One file per request.')));
+    busboy.on('error', (error: Error) =>
+      this.#fail(badRequest(`Bad multipart body: ${error.message}`)),
+    );
     req.on('data', (chunk: Buffer) => {
-      bytesBefore += chunkBytes;
-      chunkBytes = chunk.length;
+      this.#bytesBefore += this.#chunkBytes;
+      this.#chunkBytes = chunk.length;
     });
     req.pipe(busboy);
-  });
+  }
+
+  #fail(error: Error): void {
+    if (!this.#settled) {
+      this.#settled = true;
+      this.reject(error);
+    }
+    if (this.#busboy) {
+      this.req.unpipe(this.#busboy);
+    }
+    this.req.resume();
+  }
+
+  #finish(): void {
+    if (this.#settled) {
+      return;
+    }
+    if (this.#operations === undefined) {
+      this.#fail(badRequest('Missing multipart form field "operations".'));
+      return;
+    }
+    const missing = Object.keys(this.#map ?? {});
+    this.#settled = true;
+    if (missing.length > 0) {
+      this.reject(
+        gatewayError(
+          ErrorCode.BAD_USER_INPUT,
+          `The request has no file part "${missing[0]}" that its map names.`,
+          { http: { status: 400 } },
+        ),
+      );
+      return;
+    }
+    this.resolve(this.#operations as GraphQLParams);
+  }
+
+  #onField(name: string, value: string, valueTruncated: boolean): void {
+    if (valueTruncated) {
+      this.#fail(tooLarge(`The "${name}" field is over ${this.limits.maxBodyBytes} bytes.`));
+      return;
+    }
+    try {
+      if (name === 'operations') {
+        this.#operations = JSON.parse(value);
+      } else if (name === 'map') {
+        const parsed: unknown = JSON.parse(value);
+        if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+          throw new Error('not an object');
+        }
+        this.#map = parsed as Record<string, unknown>;
+      }
+    } catch {
+      this.#fail(badRequest(`Multipart form field "${name}" must be valid JSON.`));
+    }
+  }
+
+  #onFile(
+    name: string,
+    stream: Readable & { truncated?: boolean },
+    filename: string,
+    mimeType: string,
+  ): void {
+    if (this.#settled) {
+      stream.resume();
+      return;
+    }
+    const map = this.#map;
+    if (this.#operations === undefined || map === undefined) {
+      stream.resume();
+      this.#fail(badRequest('The "operations" and "map" fields must come before the file.'));
+      return;
+    }
+    const paths = map[name];
+    if (!Array.isArray(paths) || paths.some((path) => typeof path !== 'string')) {
+      stream.resume();
+      this.#fail(badRequest(`The map names no variable for the file part "${name}".`));
+      return;
+    }
+    const upload = this.#upload(stream, filename, mimeType);
+    for (const path of paths as string[]) {
+      setPath(this.#operations, path, upload);
+    }
+    delete map[name];
+    this.#finish();
+  }
+
+  /** The file as the resolver sees it, cut off when the client goes away or past the bound. */
+  #upload(stream: Readable & { truncated?: boolean }, filename: string, mimeType: string): Upload {
+    const { req, res, limits } = this;
+    const upload = new Upload(
+      filename || 'blob',
+      mimeType || 'application/octet-stream',
+      stream,
+      this.#sizeAtLeast(),
+      limits.maxUploadBytes,
+      this.#aborted.signal,
+      () => {
+        // An answer before the whole request was read: a client may not reuse the connection.
+        if (!req.complete && !res.headersSent) {
+          res.setHeader('connection', 'close');
+        }
+      },
+    );
+    this.#aborted.signal.addEventListener('abort', () => {
+      stream.destroy(new Error('the client went away'));
+    });
+    res.once('close', () => stream.resume());
+    // Past MAX_UPLOAD_BYTES nothing more is read: the reader of the file gets an error (the
+    // stream is `truncated`), and the connection is closed once answered.
+    stream.once('limit', () => {
+      if (this.#busboy) {
+        req.unpipe(this.#busboy);
+      }
+      if (!res.headersSent) {
+        res.setHeader('connection', 'close');
+      }
+      stream.destroy(tooLarge(`An upload is at most ${limits.maxUploadBytes} bytes.`));
+      if (res.writableFinished) {
+        req.destroy();
+      } else {
+        res.once('finish', () => req.destroy());
+      }
+    });
+    return upload;
+  }
+
+  /** The file ends at the closing boundary: what the request has left after the current chunk,
+   *  less that boundary, is the least the file can be (0 without a Content-Length). */
+  #sizeAtLeast(): number {
+    const contentLength = Number(this.req.headers['content-length'] ?? Number.NaN);
+    if (!Number.isFinite(contentLength)) {
+      return 0;
+    }
+    const boundary = /boundary=("?)([^";]+)\1/i.exec(this.req.headers['content-type'] ?? '')?.[2];
+    return Math.max(
+      0,
+      contentLength - this.#bytesBefore - this.#chunkBytes - (boundary?.length ?? 70) - 8,
+    );
+  }
 }
 
 /** Sets `value` at a dotted path such as `variables.file` or `0.variables.files.1`. */

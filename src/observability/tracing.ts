@@ -110,7 +110,23 @@ export function createTracing(options: TracingOptions): Tracing {
     'misskey-graphql',
   ) as unknown as Plugin<Record<string, unknown>>;
 
-  const upstream: UpstreamTracer = {
+  const upstream = upstreamTracer(tracer);
+
+  return {
+    plugins: [parentFromClient, operationSpans],
+    upstream,
+    shutdown: async () => {
+      await provider.shutdown();
+      if (ownsContext) {
+        context.disable();
+      }
+    },
+  };
+}
+
+/** A child span per upstream request; its `traceparent` goes with the request to Misskey. */
+function upstreamTracer(tracer: Tracer): UpstreamTracer {
+  return {
     start(endpoint, attempt) {
       const span = tracer.startSpan(
         `misskey ${endpoint}`,
@@ -144,17 +160,6 @@ export function createTracing(options: TracingOptions): Tracing {
           span.end();
         },
       };
-    },
-  };
-
-  return {
-    plugins: [parentFromClient, operationSpans],
-    upstream,
-    shutdown: async () => {
-      await provider.shutdown();
-      if (ownsContext) {
-        context.disable();
-      }
     },
   };
 }
