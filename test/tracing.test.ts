@@ -235,6 +235,52 @@ describe('tracing over websockets', () => {
   });
 });
 
+describe('tracing subscriptions', () => {
+  it('a subscription has one span, from subscribe to its end, under the upgrade traceparent', async () => {
+    const traceId = hex(16);
+    const parentId = hex(8);
+    class TracedWebSocket extends WebSocket {
+      constructor(address: string, protocols?: string | string[]) {
+        super(address, protocols, { headers: { traceparent: `00-${traceId}-${parentId}-01` } });
+      }
+    }
+    const client = createClient({
+      url: stack.gateway.url.replace(/^http/, 'ws'),
+      webSocketImpl: TracedWebSocket,
+      connectionParams: { authorization: `Bearer ${DEMO_TOKENS.alice}` },
+      retryAttempts: 0,
+    });
+    const { alice, bob } = stack.sandbox.demo?.users ?? {};
+    try {
+      const events = client.iterate({
+        query: 'subscription WsEvents($u: ID!) { chatEvents(userId: $u) { __typename } }',
+        variables: { u: bob?.id },
+      });
+      const first = events.next();
+      // The subscription is live once its upstream channel is connected.
+      const deadline = Date.now() + 10_000;
+      while (stack.sandbox.streaming.channelCount('chatUser', alice?.id) === 0) {
+        expect(Date.now()).toBeLessThan(deadline);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      await stack.rest(
+        'chat/messages/create-to-user',
+        { toUserId: alice?.id, text: 'traced' },
+        DEMO_TOKENS.bob,
+      );
+      expect((await first).value).toEqual({
+        data: { chatEvents: { __typename: 'ChatMessageCreatedEvent' } },
+      });
+      await events.return?.(undefined);
+    } finally {
+      await client.dispose();
+    }
+    const spans = await spansOf(traceId, 1);
+    const subscription = spans.find((span) => span.name === 'subscription.WsEvents');
+    expect(subscription?.parentSpanId).toBe(parentId);
+  });
+});
+
 describe('OTEL_EXPORTER_OTLP_ENDPOINT', () => {
   it('is an http(s) URL; unset means no tracing', () => {
     expect(loadConfig({}).otlpEndpoint).toBeNull();

@@ -89,17 +89,19 @@ export function createTracing(options: TracingOptions): Tracing {
   });
   const tracer: Tracer = provider.getTracer('misskey-graphql');
 
+  // A malformed or missing traceparent extracts nothing: the operation starts a new trace. The
+  // operation span below starts from the context stored for this GraphQL context.
+  const followClient = ({ args }: { args: { contextValue: unknown } }) => {
+    const parent = propagator.extract(
+      ROOT_CONTEXT,
+      headerLookup(args.contextValue as Record<string, unknown>),
+      headerGetter,
+    );
+    setCurrentOtelContext(args.contextValue, parent);
+  };
   const parentFromClient: Plugin<Record<string, unknown>> = {
-    onExecute({ args }) {
-      // A malformed or missing traceparent extracts nothing: the operation starts a new trace.
-      const parent = propagator.extract(
-        ROOT_CONTEXT,
-        headerLookup(args.contextValue as Record<string, unknown>),
-        headerGetter,
-      );
-      // The operation span below starts from the context stored for this GraphQL context.
-      setCurrentOtelContext(args.contextValue, parent);
-    },
+    onExecute: followClient,
+    onSubscribe: followClient,
   };
   const operationSpans = useOpenTelemetry(
     // No document, variables or results on spans: they may hold what clients would not share.
