@@ -1,5 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,6 +34,9 @@ const { values: args } = parseArgs({
     quick: { type: 'boolean', default: false },
     out: { type: 'string' },
     'no-subscriptions': { type: 'boolean', default: false },
+    /** Trace the gateway (OTEL_EXPORTER_OTLP_ENDPOINT at a loopback sink): its cost, compared
+     *  with a run without it, where nothing of tracing is installed. */
+    otlp: { type: 'boolean', default: false },
     /** Only write RESULTS.md again from results.json (after editing FINDINGS.md). */
     render: { type: 'boolean', default: false },
     /** Narrow a run down while investigating (the committed results use none of these). */
@@ -139,7 +144,15 @@ async function main(): Promise<void> {
       `${data.rooms.length} rooms × ${data.sizes.membersPerRoom} members, seeded in ${data.seedMs} ms`,
   );
 
-  const env = { MISSKEY_URL: upstream, ...GATEWAY_ENV };
+  const otlp = args.otlp ? await startOtlpSink() : null;
+  if (otlp) {
+    log(`  tracing on: spans exported to ${otlp.url}`);
+  }
+  const env = {
+    MISSKEY_URL: upstream,
+    ...GATEWAY_ENV,
+    ...(otlp ? { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url } : {}),
+  };
   const gateway = new BenchProcess<ServerReady>('gateway', 'gateway', env, { quietStdout: true });
   const rest = new BenchProcess<ServerReady>('rest', 'rest', env);
   children.push(gateway, rest);
@@ -438,6 +451,10 @@ async function main(): Promise<void> {
   results.totalSeconds = Math.round((performance.now() - started) / 1000);
 
   await stopChildren();
+  if (otlp) {
+    log(`  the OTLP sink received ${otlp.requests()} export requests`);
+    otlp.server.close();
+  }
   mkdirSync(outDir, { recursive: true });
   const markdown = renderMarkdown(results);
   const written = await import('./report.js').then((r) =>
@@ -505,6 +522,22 @@ function commitOf(): string {
   } catch {
     return 'unknown';
   }
+}
+
+/** A loopback OTLP/HTTP endpoint that accepts every export and keeps nothing. */
+async function startOtlpSink(): Promise<{ server: Server; url: string; requests(): number }> {
+  let requests = 0;
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      requests++;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{}');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return { server, url: `http://127.0.0.1:${port}`, requests: () => requests };
 }
 
 async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
