@@ -284,11 +284,41 @@ type Invitation = entities.ChatRoomInvitation;
 
 /** How many invitation ids a subscription remembers for deduplication. */
 const SEEN_INVITATIONS = 1_000;
-/** Misskey's list `limit` maximum: an invitation catch-up reads one page. */
+/** Misskey's list `limit` maximum, and how many pages an invitation catch-up reads at most. */
 const INBOX_PAGE = 100;
+const INBOX_PAGES = 10;
 /** Attempts of a re-read after a reconnect (transient upstream errors), spaced RETRY_MS·n. */
 const RESUME_ATTEMPTS = 3;
 const RETRY_MS = 500;
+
+/** The invitations received after `since` (an invitation id), or since `started` (epoch ms)
+ *  when none was delivered yet: page after page (up to INBOX_PAGES), so a long gap loses none. */
+async function inboxSince(
+  client: Context['client'],
+  token: string,
+  since: string | null,
+  started: number,
+): Promise<Invitation[]> {
+  const found = new Map<string, Invitation>();
+  let cursor: Record<string, unknown> =
+    since === null ? { sinceDate: started } : { sinceId: since };
+  for (let page = 0; page < INBOX_PAGES; page++) {
+    const items = (await client.call(
+      'chat/rooms/invitations/inbox',
+      { limit: INBOX_PAGE, ...cursor } as never,
+      token,
+    )) as Invitation[];
+    for (const item of items) {
+      found.set(item.id, item);
+    }
+    if (items.length < INBOX_PAGE) {
+      break;
+    }
+    const ids = items.map((item) => item.id).sort();
+    cursor = { sinceId: ids[ids.length - 1] };
+  }
+  return [...found.values()];
+}
 
 interface UnreadState {
   hasUnreadChatMessages: boolean;
@@ -370,12 +400,7 @@ builder.subscriptionFields((t) => ({
           resumed: (push) => {
             const since = last;
             retrying(
-              () =>
-                ctx.client.call(
-                  'chat/rooms/invitations/inbox',
-                  since === null ? { limit: INBOX_PAGE } : { limit: INBOX_PAGE, sinceId: since },
-                  token,
-                ) as Promise<Invitation[]>,
+              () => inboxSince(ctx.client, token, since, started),
               push,
               (inbox) => {
                 const newer = inbox
