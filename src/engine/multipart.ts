@@ -286,6 +286,9 @@ class MultipartReader {
         }
       },
     );
+    // The stream is destroyed with an error below (client gone, over the bound) whether or not a
+    // resolver reads it: without a listener of its own that error would crash the process.
+    stream.on('error', () => {});
     this.#aborted.signal.addEventListener('abort', () => {
       stream.destroy(new Error('the client went away'));
     });
