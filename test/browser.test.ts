@@ -248,6 +248,10 @@ describe.skipIf(skip)('GraphiQL in Chromium against the demo sandbox', () => {
       'Invitations',
       'UnreadBadge',
     ];
+    // Other windows of this profile would store their own tab state over the one set below.
+    for (const open of context.pages()) {
+      await open.close();
+    }
     const page = await context.newPage();
     const tabNames = async () => {
       await openGraphiQL(page);
