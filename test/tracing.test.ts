@@ -107,6 +107,21 @@ async function operationSpan(name: string, before: number): Promise<ReceivedSpan
   }
 }
 
+/** A graphql-ws client of alice whose websocket upgrade carries `traceparent`. */
+function tracedClient(traceparent: string) {
+  class TracedWebSocket extends WebSocket {
+    constructor(address: string, protocols?: string | string[]) {
+      super(address, protocols, { headers: { traceparent } });
+    }
+  }
+  return createClient({
+    url: stack.gateway.url.replace(/^http/, 'ws'),
+    webSocketImpl: TracedWebSocket,
+    connectionParams: { authorization: `Bearer ${DEMO_TOKENS.alice}` },
+    retryAttempts: 0,
+  });
+}
+
 describe('tracing over HTTP', () => {
   it("follows the client's traceparent: operation span, upstream child spans, traceparent to Misskey", async () => {
     const traceId = hex(16);
@@ -204,17 +219,7 @@ describe('tracing over websockets', () => {
   it("follows the traceparent of the websocket's upgrade request", async () => {
     const traceId = hex(16);
     const parentId = hex(8);
-    class TracedWebSocket extends WebSocket {
-      constructor(address: string, protocols?: string | string[]) {
-        super(address, protocols, { headers: { traceparent: `00-${traceId}-${parentId}-01` } });
-      }
-    }
-    const client = createClient({
-      url: stack.gateway.url.replace(/^http/, 'ws'),
-      webSocketImpl: TracedWebSocket,
-      connectionParams: { authorization: `Bearer ${DEMO_TOKENS.alice}` },
-      retryAttempts: 0,
-    });
+    const client = tracedClient(`00-${traceId}-${parentId}-01`);
     try {
       const results: unknown[] = [];
       for await (const result of client.iterate({ query: 'query WsMe { me { username } }' })) {
@@ -239,17 +244,7 @@ describe('tracing subscriptions', () => {
   it('a subscription has one span, from subscribe to its end, under the upgrade traceparent', async () => {
     const traceId = hex(16);
     const parentId = hex(8);
-    class TracedWebSocket extends WebSocket {
-      constructor(address: string, protocols?: string | string[]) {
-        super(address, protocols, { headers: { traceparent: `00-${traceId}-${parentId}-01` } });
-      }
-    }
-    const client = createClient({
-      url: stack.gateway.url.replace(/^http/, 'ws'),
-      webSocketImpl: TracedWebSocket,
-      connectionParams: { authorization: `Bearer ${DEMO_TOKENS.alice}` },
-      retryAttempts: 0,
-    });
+    const client = tracedClient(`00-${traceId}-${parentId}-01`);
     const { alice, bob } = stack.sandbox.demo?.users ?? {};
     try {
       const events = client.iterate({

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import type { GraphQLArmorConfig } from '@escape.tech/graphql-armor-types';
 import { createComplexityRule, type FieldComplexityValue } from '@pothos/plugin-complexity';
@@ -19,6 +18,7 @@ import type { Plugin } from 'graphql-yoga';
 import { DEFAULT_LIMITS, type LimitsConfig } from '../config.js';
 import { ErrorCode, gatewayError } from '../schema/errors.js';
 import type { SharedRedis } from '../state/redis.js';
+import { tokenKey } from '../upstream/credentials.js';
 
 /**
  * Operation limits, all checked before execution (so an operation over a limit makes no upstream
@@ -472,9 +472,4 @@ export class GatewayRateLimit {
       { retryAfter: wait, http: { status: 429, headers: { 'retry-after': String(wait) } } },
     );
   }
-}
-
-/** Tokens are never kept as map keys: a short hash identifies the bucket. */
-function tokenKey(token: string): string {
-  return createHash('sha256').update(token).digest('base64url').slice(0, 22);
 }

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import type { Endpoints } from 'misskey-js';
 import { type Pool, errors as undiciErrors } from 'undici';
 import type { UpstreamTracer } from '../observability/tracing.js';
-import { isValidToken, tokenCallerKey } from './credentials.js';
+import { isValidToken, tokenKey } from './credentials.js';
 import {
   InvalidCredentialError,
   isMisskeyErrorBody,
@@ -182,21 +182,7 @@ export class MisskeyClient {
     const deadline = options.deadline ?? this.#deadline?.();
     const retries = this.#retry && READ_ENDPOINTS.has(endpoint) ? this.#retry.retries : 0;
     for (let attempt = 0; ; attempt++) {
-      let timeoutMs = options.timeoutMs ?? this.#timeoutMs;
-      if (deadline !== undefined) {
-        const left = Math.floor(deadline - Date.now());
-        if (left <= 0) {
-          this.#onRefused?.({ endpoint, reason: 'deadline' });
-          throw new UpstreamTimeoutError(endpoint, timeoutMs);
-        }
-        timeoutMs = Math.min(timeoutMs, left);
-      }
-      try {
-        this.#breaker?.admit(endpoint);
-      } catch (error) {
-        this.#onRefused?.({ endpoint, reason: 'circuit-open' });
-        throw error;
-      }
+      const timeoutMs = this.#admit(endpoint, deadline, options);
       try {
         const result = await this.#attempt(
           endpoint,
@@ -208,18 +194,7 @@ export class MisskeyClient {
         this.#breaker?.record(null, caller);
         return result as EndpointResult<E>;
       } catch (error) {
-        // A call cut by the operation's deadline, abandoned by the caller, or never sent is no
-        // verdict on the upstream's health.
-        const noVerdict =
-          error instanceof CallerAbortedError ||
-          error instanceof UpstreamRequestRefusedError ||
-          (error instanceof UpstreamTimeoutError &&
-            timeoutMs < (options.timeoutMs ?? this.#timeoutMs));
-        if (noVerdict) {
-          this.#breaker?.release();
-        } else {
-          this.#breaker?.record(error, caller);
-        }
+        this.#judge(error, caller, timeoutMs, options);
         if (attempt >= retries || !isRetryable(error) || !this.#retry) {
           throw error;
         }
@@ -251,21 +226,7 @@ export class MisskeyClient {
     const credential = this.#credential(endpoint, token);
     const caller = options.caller ?? this.#callerOf(credential);
     const deadline = options.deadline ?? this.#deadline?.();
-    let timeoutMs = options.timeoutMs ?? this.#timeoutMs;
-    if (deadline !== undefined) {
-      const left = Math.floor(deadline - Date.now());
-      if (left <= 0) {
-        this.#onRefused?.({ endpoint, reason: 'deadline' });
-        throw new UpstreamTimeoutError(endpoint, timeoutMs);
-      }
-      timeoutMs = Math.min(timeoutMs, left);
-    }
-    try {
-      this.#breaker?.admit(endpoint);
-    } catch (error) {
-      this.#onRefused?.({ endpoint, reason: 'circuit-open' });
-      throw error;
-    }
+    const timeoutMs = this.#admit(endpoint, deadline, options);
     let bodyFailed = false;
     const request = multipartRequest(endpoint, fields, file, credential, () => {
       bodyFailed = true;
@@ -284,19 +245,61 @@ export class MisskeyClient {
     } catch (error) {
       // A body the caller cut (abort, bytes refused while streaming) says nothing about the
       // upstream either.
-      const noVerdict =
-        error instanceof CallerAbortedError ||
-        error instanceof UpstreamRequestRefusedError ||
-        options.signal?.aborted === true ||
-        bodyFailed ||
-        (error instanceof UpstreamTimeoutError &&
-          timeoutMs < (options.timeoutMs ?? this.#timeoutMs));
-      if (noVerdict) {
-        this.#breaker?.release();
-      } else {
-        this.#breaker?.record(error, caller);
-      }
+      this.#judge(
+        error,
+        caller,
+        timeoutMs,
+        options,
+        options.signal?.aborted === true || bodyFailed,
+      );
       throw error;
+    }
+  }
+
+  /**
+   * The time an attempt may take: the client's timeout, cut to the operation's deadline. Refused
+   * (and counted) when the deadline has passed or the breaker is open.
+   */
+  #admit(endpoint: string, deadline: number | undefined, options: CallOptions): number {
+    let timeoutMs = options.timeoutMs ?? this.#timeoutMs;
+    if (deadline !== undefined) {
+      const left = Math.floor(deadline - Date.now());
+      if (left <= 0) {
+        this.#onRefused?.({ endpoint, reason: 'deadline' });
+        throw new UpstreamTimeoutError(endpoint, timeoutMs);
+      }
+      timeoutMs = Math.min(timeoutMs, left);
+    }
+    try {
+      this.#breaker?.admit(endpoint);
+    } catch (error) {
+      this.#onRefused?.({ endpoint, reason: 'circuit-open' });
+      throw error;
+    }
+    return timeoutMs;
+  }
+
+  /**
+   * Tells the breaker how an admitted call failed. A call cut by the operation's deadline,
+   * abandoned by the caller, never sent, or cut by its caller (`cutByCaller`) is no verdict on
+   * the upstream's health.
+   */
+  #judge(
+    error: unknown,
+    caller: string,
+    timeoutMs: number,
+    options: CallOptions,
+    cutByCaller = false,
+  ): void {
+    const noVerdict =
+      cutByCaller ||
+      error instanceof CallerAbortedError ||
+      error instanceof UpstreamRequestRefusedError ||
+      (error instanceof UpstreamTimeoutError && timeoutMs < (options.timeoutMs ?? this.#timeoutMs));
+    if (noVerdict) {
+      this.#breaker?.release();
+    } else {
+      this.#breaker?.record(error, caller);
     }
   }
 
@@ -316,7 +319,7 @@ export class MisskeyClient {
   }
 
   #callerOf(token: string | null): string {
-    return token !== null ? tokenCallerKey(token) : (this.#caller?.() ?? 'anonymous');
+    return token !== null ? `t:${tokenKey(token)}` : (this.#caller?.() ?? 'anonymous');
   }
 
   async #attempt(

@@ -20,9 +20,9 @@ export function isValidToken(token: unknown): token is string {
 }
 
 /**
- * A short, stable, non-reversible name for the holder of a token: used to tell callers apart
- * (e.g. in the circuit breaker) without keeping the token itself around.
+ * A short, stable, non-reversible name for the holder of a token: tokens are never kept as map
+ * or Redis keys (rate-limit buckets, websocket shares, the breaker's callers); this is.
  */
-export function tokenCallerKey(token: string): string {
-  return `t:${createHash('sha256').update(token).digest('base64url').slice(0, 16)}`;
+export function tokenKey(token: string): string {
+  return createHash('sha256').update(token).digest('base64url').slice(0, 22);
 }

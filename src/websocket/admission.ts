@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
 import type { GraphQLError } from 'graphql';
 import type { LimitsConfig } from '../config.js';
 import { limitError } from '../engine/limits.js';
+import { tokenKey } from '../upstream/credentials.js';
 
 /** The websocket as this module needs it (`ws`'s WebSocket). */
 interface Closable {
@@ -152,9 +152,4 @@ function decrement(counts: Map<string, number>, key: string): void {
   } else {
     counts.delete(key);
   }
-}
-
-/** Tokens are never kept as map keys: a short hash identifies the caller. */
-function tokenKey(token: string): string {
-  return createHash('sha256').update(token).digest('base64url').slice(0, 22);
 }
