@@ -43,8 +43,11 @@ export interface Cell {
   workload: WorkloadId;
   system: SystemId;
   latencyMs: number;
-  /** Upstream calls of exactly one request, counted with nothing else running. */
+  /** Upstream calls of exactly one request, counted with nothing else running, the first time
+   *  the request is seen (cold). */
   exactUpstreamCalls: number;
+  /** The same requests again right after (warm: what caches the system has are filled). */
+  warmUpstreamCalls?: number;
   closed: { connections: number; runs: RunRecord[]; median: Summary };
   fixed: { runs: RunRecord<FixedRateResult>[]; median: Summary & { targetRps: number } } | null;
 }
@@ -58,6 +61,8 @@ export interface Summary {
   failed: number;
   upstreamCallsPerRequest: number;
   peakUpstreamSockets: number | null;
+  /** Highest RSS of the system's process in the window, MB. */
+  peakRssMB: number;
   cpuUsPerRequest: number;
   upstreamCpuUsPerRequest: number;
   systemCpuPercent: number;
@@ -92,8 +97,11 @@ export interface BenchResults {
     connections: number;
     fixedRateShare: number;
     gatewayEnv: Record<string, string>;
+    artifact?: string;
   };
   cells: Cell[];
+  /** The gateway's RSS at rest, after start-up and one `me` (node dist/main.js). */
+  memory?: { idleRssMB: number };
   subscriptions: SubscriptionResult | null;
   profiles: { title: string; entries: ProfileEntry[] }[];
   targets: Target[];
@@ -123,6 +131,7 @@ export function summarize(runs: readonly RunRecord[]): Summary {
     failed: m((r) => r.load.failed),
     upstreamCallsPerRequest: m((r) => r.upstreamCallsPerRequest),
     peakUpstreamSockets: Number.isNaN(sockets) ? null : sockets,
+    peakRssMB: m((r) => (r.system.peakRssBytes ?? Number.NaN) / 1024 ** 2),
     cpuUsPerRequest: m((r) => r.cpuUsPerRequest),
     upstreamCpuUsPerRequest: m((r) => r.upstreamCpuUsPerRequest),
     systemCpuPercent: m((r) => r.systemCpuPercent),
@@ -142,6 +151,7 @@ const SYSTEM_NAMES: Record<SystemId, string> = {
   S0: 'S0 hand-optimised REST',
   S1: 'S1 naive REST',
   S2: 'S2 gateway',
+  S4: 'S4 engine floor',
 };
 
 function num(value: number | null | undefined, digits = 0): string {
@@ -181,9 +191,10 @@ export function resultsTable(cells: readonly Cell[]): string {
       f ? num(f.targetRps) : '—',
       f ? ms(f.p50) : '—',
       f ? ms(f.p99) : '—',
-      num(cell.exactUpstreamCalls),
+      callsCell(cell),
       num(c.peakUpstreamSockets),
-      num(c.cpuUsPerRequest),
+      `**${num(c.cpuUsPerRequest)}**`,
+      num(c.peakRssMB),
       num(c.upstreamCpuUsPerRequest),
       `${num(c.cpu0BusyPercent)}% (${num(c.systemCpuPercent)}%) / ${num(c.cpu1BusyPercent)}% (${num(c.upstreamCorePercent)}%)`,
       `${ms(c.eldP50Ms)} / ${ms(c.eldP99Ms)}`,
@@ -201,9 +212,10 @@ export function resultsTable(cells: readonly Cell[]): string {
       'fixed rate req/s',
       'p50 ms',
       'p99 ms',
-      'upstream calls/req',
-      'peak upstream sockets',
-      'CPU µs/req',
+      'upstream calls/req (cold / warm)',
+      'upstream sockets',
+      '**CPU µs/req**',
+      'peak RSS MB',
       'upstream CPU µs/req',
       'CPU 0 busy (system) / CPU 1 busy (sandbox + load)',
       'event-loop delay p50 / p99 ms',
@@ -211,6 +223,13 @@ export function resultsTable(cells: readonly Cell[]): string {
     ],
     rows,
   );
+}
+
+function callsCell(cell: Cell): string {
+  const warm = cell.warmUpstreamCalls;
+  return warm === undefined || warm === cell.exactUpstreamCalls
+    ? num(cell.exactUpstreamCalls, cell.exactUpstreamCalls % 1 === 0 ? 0 : 1)
+    : `${num(cell.exactUpstreamCalls, cell.exactUpstreamCalls % 1 === 0 ? 0 : 1)} / ${num(warm, warm % 1 === 0 ? 0 : 1)}`;
 }
 
 export function targetsTable(targets: readonly Target[]): string {

@@ -1,11 +1,12 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual, parseArgs } from 'node:util';
+import { ArtifactProcess, profileWindow } from './artifact.js';
 import { busyPercent, cpuTimes } from './cpu.js';
 import { BenchProcess, pin } from './ipc.js';
 import {
@@ -15,7 +16,7 @@ import {
   type HttpRequest,
   type LoadResult,
 } from './load.js';
-import type { ProfileEntry, WindowStats } from './procs/stats.js';
+import { type ProfileEntry, topFunctions, type WindowStats } from './procs/stats.js';
 import type { SandboxReady, ServerReady } from './protocol.js';
 import { type BenchResults, type Cell, type Machine, type RunRecord, summarize } from './report.js';
 import { renderMarkdown, targetsOf } from './results-md.js';
@@ -23,11 +24,12 @@ import { runSubscriptions } from './subscriptions.js';
 import { httpRequestFor, type SystemId, WORKLOADS, type Workload } from './workloads.js';
 
 /**
- * `npm run bench [-- --quick] [-- --out DIR]`: starts the sandbox (upstream), the gateway (S2) and
- * the REST clients' server (S0, S1) as separate processes, pinned where taskset allows (systems
- * on CPU 0, sandbox and load generator on CPU 1), runs every workload against every system at
- * each upstream latency, then writes RESULTS.md and results.json. Everything is on loopback,
- * every loop is bounded, and the children are stopped on exit, error or signal.
+ * `npm run bench [-- --quick] [-- --out DIR] [-- --artifact DIR]`: builds `dist/`, then starts the
+ * sandbox (upstream), the gateway as users run it (S2: `node dist/main.js`), the REST clients'
+ * server (S0, S1) and the engine floor (S4) as separate processes, pinned where taskset allows
+ * (systems on CPU 0, sandbox and load generator on CPU 1), runs every workload against every
+ * system at each upstream latency, then writes RESULTS.md and results.json. Everything is on
+ * loopback, every loop is bounded, and the children are stopped on exit, error or signal.
  */
 const { values: args } = parseArgs({
   options: {
@@ -37,6 +39,9 @@ const { values: args } = parseArgs({
     /** Trace the gateway (OTEL_EXPORTER_OTLP_ENDPOINT at a loopback sink): its cost, compared
      *  with a run without it, where nothing of tracing is installed. */
     otlp: { type: 'boolean', default: false },
+    /** Run S2 from another built tree (its `dist/` and `node_modules/`), e.g. an earlier commit,
+     *  instead of building this one. */
+    artifact: { type: 'string' },
     /** Only write RESULTS.md again from results.json (after editing FINDINGS.md). */
     render: { type: 'boolean', default: false },
     /** Narrow a run down while investigating (the committed results use none of these). */
@@ -98,7 +103,8 @@ const FIXED_RATE_MAX_CONNECTIONS = 128;
 const GATEWAY_ENV: Record<string, string> = { NODE_ENV: 'production', MAX_CONNECTIONS_PER_IP: '0' };
 
 const started = performance.now();
-const children: BenchProcess[] = [];
+const children: { stop(): Promise<void> }[] = [];
+const repositoryRoot = join(here, '..');
 const log = (line: string) => console.log(line);
 
 async function stopChildren(): Promise<void> {
@@ -153,22 +159,29 @@ async function main(): Promise<void> {
     ...GATEWAY_ENV,
     ...(otlp ? { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url } : {}),
   };
-  const gateway = new BenchProcess<ServerReady>('gateway', 'gateway', env, { quietStdout: true });
+  const artifactRoot = args.artifact ?? buildArtifact();
+  const gateway = await ArtifactProcess.start('gateway', artifactRoot, env);
   const rest = new BenchProcess<ServerReady>('rest', 'rest', env);
-  children.push(gateway, rest);
+  const floor = new BenchProcess<ServerReady>('floor', 'floor', env);
+  children.push(gateway, rest, floor);
   if (canPin) {
-    pin(gateway.pid, 0);
-    pin(rest.pid, 0);
+    for (const proc of [gateway, rest, floor]) {
+      pin(proc.pid, 0);
+    }
   }
-  const [gatewayReady, restReady] = await withTimeout(
-    Promise.all([gateway.ready, rest.ready]),
+  const [gatewayReady, restReady, floorReady] = await withTimeout(
+    Promise.all([gateway.ready, rest.ready, floor.ready]),
     60_000,
-    'gateway and REST server start',
+    'gateway, REST server and engine floor start',
   );
-  const targetOf = (system: SystemId) =>
+  const targetOf = (system: SystemId): { proc: Measured; origin: string } =>
     system === 'S2'
       ? { proc: gateway, origin: gatewayReady.origin }
-      : { proc: rest, origin: restReady.origin };
+      : system === 'S4'
+        ? { proc: floor, origin: floorReady.origin }
+        : { proc: rest, origin: restReady.origin };
+  const idleRssMB = await idleRss(gateway, data.users[0]?.token ?? '');
+  log(`  gateway (node dist/main.js) idle: ${idleRssMB.toFixed(1)} MB RSS after one \`me\``);
 
   const machine: Machine = {
     cores,
@@ -185,6 +198,7 @@ async function main(): Promise<void> {
   // The first requests of each workload, one at a time on each system: the same data from
   // every system, and the exact number of upstream calls per request.
   const exactCalls = new Map<string, number>();
+  const warmCalls = new Map<string, number>();
   for (const workload of workloads()) {
     const sample = workload.requests(data).slice(0, EXACT_SAMPLE);
     if (sample.length === 0) {
@@ -192,32 +206,39 @@ async function main(): Promise<void> {
     }
     const reference: unknown[] = [];
     for (const system of systemsOf(workload)) {
-      await sandbox.request('resetCalls');
-      for (const [i, request] of sample.entries()) {
-        const body = await send(targetOf(system).origin, httpRequestFor(workload, system, request));
-        if (reference[i] === undefined) {
-          reference[i] = body;
-        } else if (!isDeepStrictEqual(body, reference[i])) {
-          throw new Error(
-            `workload ${workload.id}: ${system} answered differently:\n${JSON.stringify(body).slice(0, 500)}\nvs\n${JSON.stringify(reference[i]).slice(0, 500)}`,
-          );
+      // Cold (the first time these requests are seen), then warm (the same requests again).
+      for (const calls of [exactCalls, warmCalls]) {
+        await sandbox.request('resetCalls');
+        for (const [i, request] of sample.entries()) {
+          const origin = targetOf(system).origin;
+          const body = await send(origin, httpRequestFor(workload, system, request));
+          if (reference[i] === undefined) {
+            reference[i] = body;
+          } else if (!isDeepStrictEqual(body, reference[i])) {
+            throw new Error(
+              `workload ${workload.id}: ${system} answered differently:\n${JSON.stringify(body).slice(0, 500)}\nvs\n${JSON.stringify(reference[i]).slice(0, 500)}`,
+            );
+          }
         }
+        const counted = await sandbox.request<{ total: number }>('calls');
+        calls.set(`${workload.id}/${system}`, counted.total / sample.length);
       }
-      const calls = await sandbox.request<{ total: number }>('calls');
-      exactCalls.set(`${workload.id}/${system}`, calls.total / sample.length);
     }
     log(
       `  (${workload.id}) same data from ${systemsOf(workload).join(', ')}; upstream calls ${systemsOf(
         workload,
       )
-        .map((s) => `${s} ${exactCalls.get(`${workload.id}/${s}`)}`)
+        .map(
+          (s) =>
+            `${s} ${exactCalls.get(`${workload.id}/${s}`)} cold, ${warmCalls.get(`${workload.id}/${s}`)} warm`,
+        )
         .join(', ')}`,
     );
   }
 
   /** Runs one load against a system with the measurement window of every process around it. */
   async function measure<L extends LoadResult>(
-    target: BenchProcess,
+    target: Measured,
     run: () => Promise<L>,
   ): Promise<RunRecord<L>> {
     await Promise.all([
@@ -286,6 +307,7 @@ async function main(): Promise<void> {
           system,
           latencyMs,
           exactUpstreamCalls: exactCalls.get(`${workload.id}/${system}`) ?? Number.NaN,
+          warmUpstreamCalls: warmCalls.get(`${workload.id}/${system}`) ?? Number.NaN,
           closed: { connections: settings.connections, runs, median: summarize(runs) },
           fixed: null,
         };
@@ -337,19 +359,12 @@ async function main(): Promise<void> {
     for (const workload of workloads()) {
       const list = workload.requests(data).map((r) => httpRequestFor(workload, 'S2', r));
       const withSandbox = workload.id === 'b';
-      await gateway.request('profileStart');
       if (withSandbox) {
         await sandbox.request('profileStart');
       }
-      await closedLoop({
-        origin: gatewayReady.origin,
-        requests: list,
-        connections: settings.connections,
-        durationSec: settings.profileSeconds,
-      });
       profiles.push({
-        title: `Gateway (S2), workload (${workload.id}), 0 ms, closed loop: top functions by self time`,
-        entries: await gateway.request<ProfileEntry[]>('profileStop', 12),
+        title: `Gateway (S2, node dist/main.js --cpu-prof), workload (${workload.id}), 0 ms, closed loop: top functions by self time`,
+        entries: await profileArtifact(artifactRoot, env, list, canPin),
       });
       if (withSandbox) {
         profiles.push({
@@ -361,7 +376,7 @@ async function main(): Promise<void> {
   }
 
   // (d) on a fresh gateway process, so its memory readings start from a clean heap.
-  await Promise.all([gateway.stop(), rest.stop()]);
+  await Promise.all([gateway.stop(), rest.stop(), floor.stop()]);
   let subscriptions: BenchResults['subscriptions'] = null;
   if (!args['no-subscriptions']) {
     log(
@@ -439,8 +454,10 @@ async function main(): Promise<void> {
       connections: settings.connections,
       fixedRateShare: settings.fixedRateShare,
       gatewayEnv: GATEWAY_ENV,
+      artifact: args.artifact ?? 'dist/ built from this commit',
     },
     cells,
+    memory: { idleRssMB },
     subscriptions,
     profiles,
     targets: [],
@@ -467,10 +484,73 @@ async function main(): Promise<void> {
   );
 }
 
+/** What `measure` needs of a system under test: the `mark` / `stats` window commands. */
+interface Measured {
+  request<T = unknown>(cmd: string, arg?: unknown): Promise<T>;
+}
+
+/** Builds this repository's `dist/` (what `node dist/main.js` runs) and answers its root. */
+function buildArtifact(): string {
+  log('  building dist/ (npm run build)');
+  execFileSync('npm', ['run', '--silent', 'build'], { cwd: repositoryRoot, stdio: 'inherit' });
+  return repositoryRoot;
+}
+
+/** RSS of the gateway at rest, in MB: after one `me` and a second of quiet. */
+async function idleRss(gateway: ArtifactProcess, token: string): Promise<number> {
+  await fetch(`${gateway.origin}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify({ query: '{ me { id } }' }),
+  });
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  return gateway.rssBytes() / 1024 ** 2;
+}
+
+/**
+ * The top functions of `node dist/main.js --cpu-prof` under a closed loop of `list`: a process
+ * of its own, warmed up for a second first; only the samples of the measured stretch count.
+ */
+async function profileArtifact(
+  root: string,
+  env: Record<string, string>,
+  list: HttpRequest[],
+  canPin: boolean,
+): Promise<ProfileEntry[]> {
+  const dir = mkdtempSync(join(os.tmpdir(), 'misskey-graphql-cpuprof-'));
+  const proc = await ArtifactProcess.start('gateway (profile)', root, env, [
+    '--cpu-prof',
+    `--cpu-prof-dir=${dir}`,
+    '--cpu-prof-interval=200',
+  ]);
+  children.push(proc);
+  try {
+    if (canPin) {
+      pin(proc.pid, 0);
+    }
+    await withTimeout(proc.ready, 60_000, 'gateway (profile) start');
+    const load = { origin: proc.origin, requests: list, connections: settings.connections };
+    await closedLoop({ ...load, durationSec: 1 });
+    const from = Number(process.hrtime.bigint() / 1000n);
+    await closedLoop({ ...load, durationSec: settings.profileSeconds });
+    const to = Number(process.hrtime.bigint() / 1000n);
+    await proc.stop();
+    const file = readdirSync(dir).find((name) => name.endsWith('.cpuprofile'));
+    if (!file) {
+      throw new Error('node --cpu-prof wrote no profile');
+    }
+    return topFunctions(profileWindow(join(dir, file), from, to) as never, 12);
+  } finally {
+    await proc.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 function systemsOf(workload: Workload): SystemId[] {
   const systems: SystemId[] = [
     ...(['S0', 'S1'] as const).filter((s) => workload.rest[s] !== undefined),
     'S2',
+    ...(workload.floor ? (['S4'] as const) : []),
   ];
   return systems.filter((s) => !onlySystems || onlySystems.includes(s));
 }

@@ -6,7 +6,9 @@ import type { BenchData } from './seed.js';
  * - S0, a hand-optimised REST client: the fewest calls, embedded objects used, lookups batched;
  * - S1, a naive REST client: one `users/show` per user reference, concurrently, embedded objects
  *   ignored (the N+1 pattern);
- * - S2, the gateway: one GraphQL operation.
+ * - S2, the gateway: one GraphQL operation;
+ * - S4, the engine floor (bench/procs/floor.ts): the same operation on a bare Yoga + graphql-jit
+ *   server with hand-written resolvers making S0's calls, where `floor` is set.
  * S0 and S1 run inside the REST process (bench/procs/rest.ts), which serves them over HTTP so the
  * load generator drives all three systems the same way.
  */
@@ -19,7 +21,7 @@ export type UpstreamCall = (
 ) => Promise<unknown>;
 
 export type WorkloadId = 'a' | 'b' | 'c';
-export type SystemId = 'S0' | 'S1' | 'S2';
+export type SystemId = 'S0' | 'S1' | 'S2' | 'S4';
 
 export interface BenchRequest {
   token: string;
@@ -33,6 +35,8 @@ export interface Workload {
   query: string;
   /** The REST clients; `S1` is absent where a naive client would make the same calls as S0. */
   rest: Partial<Record<'S0' | 'S1', RestClient>>;
+  /** S4 (the engine floor) answers this workload too. */
+  floor?: boolean;
   /** The requests the load cycles through (different users, conversations, owners). */
   requests(data: BenchData): BenchRequest[];
 }
@@ -187,6 +191,7 @@ export const WORKLOADS: readonly Workload[] = [
     title: '(a) one-call query: `me`',
     query: 'query Me { me { id username name } }',
     rest: { S0: me },
+    floor: true,
     requests: (data) => data.users.map((u) => ({ token: u.token, variables: {} })),
   },
   {
@@ -198,6 +203,7 @@ export const WORKLOADS: readonly Workload[] = [
   }
 }`,
     rest: { S0: conversationS0, S1: conversationS1 },
+    floor: true,
     requests: (data) =>
       data.conversations.map((c) => ({ token: c.a.token, variables: { userId: c.b.id } })),
   },
@@ -248,7 +254,7 @@ export function httpRequestFor(
     'content-type': 'application/json',
     authorization: `Bearer ${request.token}`,
   };
-  if (system === 'S2') {
+  if (system === 'S2' || system === 'S4') {
     return {
       path: '/graphql',
       headers,

@@ -13,6 +13,8 @@ export interface WindowStats {
   eldP99Ms: number;
   eldMaxMs: number;
   rssBytes: number;
+  /** Highest RSS sampled (every 50 ms) in the window. */
+  peakRssBytes: number;
   heapUsedBytes: number;
   /** Highest number of upstream sockets sampled (every 10 ms) in the window, when known. */
   peakSockets: number | null;
@@ -44,7 +46,9 @@ export function statsHandlers(sockets?: () => number): Handlers {
   let cpu = process.cpuUsage();
   let wall = performance.now();
   let peak = 0;
+  let peakRss = 0;
   let sampler: NodeJS.Timeout | undefined;
+  let rssSampler: NodeJS.Timeout | undefined;
   let session: Session | undefined;
 
   return {
@@ -52,6 +56,12 @@ export function statsHandlers(sockets?: () => number): Handlers {
       eld.reset();
       cpu = process.cpuUsage();
       wall = performance.now();
+      peakRss = process.memoryUsage.rss();
+      clearInterval(rssSampler);
+      rssSampler = setInterval(() => {
+        peakRss = Math.max(peakRss, process.memoryUsage.rss());
+      }, 50);
+      rssSampler.unref();
       if (sockets) {
         peak = sockets();
         clearInterval(sampler);
@@ -65,6 +75,7 @@ export function statsHandlers(sockets?: () => number): Handlers {
     stats: (): WindowStats => {
       const used = process.cpuUsage(cpu);
       clearInterval(sampler);
+      clearInterval(rssSampler);
       const memory = process.memoryUsage();
       return {
         cpuUs: used.user + used.system,
@@ -73,6 +84,7 @@ export function statsHandlers(sockets?: () => number): Handlers {
         eldP99Ms: loopDelayMs(eld.percentile(99)),
         eldMaxMs: loopDelayMs(eld.max),
         rssBytes: memory.rss,
+        peakRssBytes: Math.max(peakRss, memory.rss),
         heapUsedBytes: memory.heapUsed,
         peakSockets: sockets ? Math.max(peak, sockets()) : null,
       };
@@ -145,7 +157,7 @@ interface ProfileNode {
   callFrame: { functionName: string; url: string; lineNumber: number };
 }
 
-function topFunctions(
+export function topFunctions(
   profile: { nodes: ProfileNode[]; samples?: number[]; timeDeltas?: number[] },
   top: number,
 ): ProfileEntry[] {
