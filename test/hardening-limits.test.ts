@@ -152,6 +152,25 @@ describe('operation cost estimates upstream calls (default limits)', () => {
     expect(defaults.sandbox.callCount('chat/rooms/owned')).toBe(1);
   });
 
+  it('a cost kept for one value of a variable is not reused for another', async () => {
+    const query =
+      'query($n: Int, $user: ID) { ownedChatRooms(first: $n) { edges { node { id messages(first: $n) { edges { node { id } } } } } } me { id } u: user(id: $user) { id } }';
+    const me = (await defaults.gql('{ me { id } }')).data?.me as { id: string };
+    for (const n of [10, 100, 10, 100]) {
+      const res = await defaults.gql(query, { n, user: me.id });
+      if (n === 100) {
+        expect(limitOf(res).name).toBe('cost');
+      } else {
+        expect(res.errors).toBeUndefined();
+      }
+    }
+    // An ID variable does not change the cost: another user, the same answer to the limits.
+    const other = await defaults.gql(query, { n: 10, user: 'someoneelse0001' });
+    expect(other.errors?.some((e) => e.extensions?.code === 'OPERATION_LIMIT_EXCEEDED')).not.toBe(
+      true,
+    );
+  });
+
   it('a single first: 100 page and 20 aliases (the users test) stay allowed', async () => {
     const page = await defaults.gql(nested(10, 10));
     expect(page.errors).toBeUndefined();

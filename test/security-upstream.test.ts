@@ -299,12 +299,21 @@ describe('what opens the breaker', () => {
 });
 
 describe('response bounds', () => {
-  it('nesting is counted outside strings only', () => {
-    expect(nestsDeeperThan('[[[]]]', 3)).toBe(false);
-    expect(nestsDeeperThan('[[[[]]]]', 3)).toBe(true);
-    expect(nestsDeeperThan('{"a":"[[[[[[","b":"\\"[[[[[["}', 1)).toBe(false);
-    expect(nestsDeeperThan('{"a":"\\\\","b":[[{}]]}', 3)).toBe(true);
-    expect(nestsDeeperThan(`${'['.repeat(65)}${']'.repeat(65)}`, MAX_JSON_DEPTH)).toBe(true);
+  it('nesting is counted on the parsed value: brackets inside strings do not count', () => {
+    const deep = (text: string, max: number) => nestsDeeperThan(JSON.parse(text), max);
+    expect(deep('[[[]]]', 3)).toBe(false);
+    expect(deep('[[[[]]]]', 3)).toBe(true);
+    expect(deep('{"a":"[[[[[[","b":"\\"[[[[[["}', 1)).toBe(false);
+    expect(deep('{"a":"\\\\","b":[[{}]]}', 3)).toBe(true);
+    expect(deep('[1, {"a": [2, {"b": [3]}]}, "x"]', 5)).toBe(false);
+    expect(deep('[1, {"a": [2, {"b": [3]}]}, "x"]', 4)).toBe(true);
+    expect(deep(`${'['.repeat(65)}${']'.repeat(65)}`, MAX_JSON_DEPTH)).toBe(true);
+    expect(deep(`${'['.repeat(64)}${']'.repeat(64)}`, MAX_JSON_DEPTH)).toBe(false);
+    expect(nestsDeeperThan('text', 1)).toBe(false);
+    // A million levels: JSON.parse takes them, the walk stops at the 65th.
+    expect(deep(`${'{"a":'.repeat(1_000_000)}1${'}'.repeat(1_000_000)}`, MAX_JSON_DEPTH)).toBe(
+      true,
+    );
   });
 
   it('lists are cut to limit, to userIds for users/show, else to the general bound', () => {

@@ -7,10 +7,15 @@ import {
   GraphQLError,
   type GraphQLField,
   type GraphQLOutputType,
+  type GraphQLSchema,
   getNamedType,
   getNullableType,
+  isEnumType,
+  isInputObjectType,
   isListType,
   isObjectType,
+  Kind,
+  type TypeNode,
   type ValidationContext,
   type ValidationRule,
 } from 'graphql';
@@ -232,6 +237,7 @@ export function operationLimitPlugins(
   // document) is off: the other rules' result is cached here by document and rule set instead,
   // and the cost rule alone runs for every operation.
   const staticResults = new WeakMap<DocumentNode, Map<string, readonly GraphQLError[]>>();
+  const costResults = new CostResults();
   const cost: Plugin<Record<string, unknown>> = {
     onValidate({ context, validateFn, setValidationFn }) {
       const params = (context as { params?: RequestParams }).params ?? {};
@@ -281,7 +287,9 @@ export function operationLimitPlugins(
         if (!cached) {
           byRules.set(key ?? '', result);
         }
-        const costErrors = validateFn(schema, document, [costRule]) ?? [];
+        const costErrors = costResults.get(schema, document, params, () =>
+          validateFn(schema, document, [costRule]),
+        );
         return costErrors.length > 0 ? [...result, ...costErrors] : result;
       });
     },
@@ -291,6 +299,93 @@ export function operationLimitPlugins(
     EnvelopArmorPlugin(armorConfig(limits)) as Plugin<Record<string, unknown>>,
     cost,
   ];
+}
+
+/** Cost results kept per document, for so many distinct cost-relevant variable values. */
+const COST_RESULTS_PER_DOCUMENT = 32;
+/** Cost-relevant variable values longer than this (as JSON) are not worth a cache key. */
+const MAX_COST_KEY_LENGTH = 1_024;
+
+/**
+ * The cost rule's result per document and operation, and per value of the variables it can
+ * depend on. `fieldCost` reads only numbers (`first`/`last`/`limit`) and list lengths of top-level
+ * arguments, so a variable declared as an ID, String, Boolean, enum or input object (and not a
+ * list) cannot change the cost: a document whose variables are all of those kinds (the usual
+ * `$userId: ID!`) is walked once, not on every request.
+ */
+class CostResults {
+  readonly #byDocument = new WeakMap<DocumentNode, Map<string, readonly GraphQLError[]>>();
+
+  get(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    params: RequestParams,
+    compute: () => readonly GraphQLError[] | undefined,
+  ): readonly GraphQLError[] {
+    const key = costKey(schema, document, params);
+    if (key === null) {
+      return compute() ?? [];
+    }
+    let results = this.#byDocument.get(document);
+    if (!results) {
+      results = new Map();
+      this.#byDocument.set(document, results);
+    }
+    const cached = results.get(key);
+    if (cached) {
+      return cached;
+    }
+    const computed = compute() ?? [];
+    if (results.size >= COST_RESULTS_PER_DOCUMENT) {
+      results.clear();
+    }
+    results.set(key, computed);
+    return computed;
+  }
+}
+
+const COST_NEUTRAL_TYPES = new Set(['ID', 'String', 'Boolean']);
+
+/** The operation name and the values of the variables the cost can depend on, as one key; null
+ *  when they are too long to key by. */
+function costKey(
+  schema: GraphQLSchema,
+  document: DocumentNode,
+  params: RequestParams,
+): string | null {
+  const variables =
+    typeof params.variables === 'object' && params.variables !== null
+      ? (params.variables as Record<string, unknown>)
+      : {};
+  const relevant: unknown[] = [
+    typeof params.operationName === 'string' ? params.operationName : null,
+  ];
+  for (const definition of document.definitions) {
+    if (definition.kind !== Kind.OPERATION_DEFINITION) {
+      continue;
+    }
+    for (const variable of definition.variableDefinitions ?? []) {
+      if (!costNeutral(schema, variable.type)) {
+        relevant.push(
+          variable.variable.name.value,
+          variables[variable.variable.name.value] ?? null,
+        );
+      }
+    }
+  }
+  const key = JSON.stringify(relevant);
+  return key.length <= MAX_COST_KEY_LENGTH ? key : null;
+}
+
+function costNeutral(schema: GraphQLSchema, type: TypeNode): boolean {
+  if (type.kind === Kind.NON_NULL_TYPE) {
+    return costNeutral(schema, type.type);
+  }
+  if (type.kind === Kind.LIST_TYPE) {
+    return false;
+  }
+  const named = schema.getType(type.name.value);
+  return COST_NEUTRAL_TYPES.has(type.name.value) || isEnumType(named) || isInputObjectType(named);
 }
 
 /**

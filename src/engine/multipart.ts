@@ -58,7 +58,9 @@ export function requestBodies(limits: BodyLimits): GatewayPlugin {
       if (length !== null && Number(length) > limits.maxBodyBytes) {
         throw tooLarge();
       }
-      if (requestParser === undefined || request.body === null) {
+      // With a Content-Length, Node's HTTP parser delivers exactly that many bytes, already
+      // checked above: only a chunked body needs counting as it arrives (a stream per request).
+      if (requestParser === undefined || request.body === null || length !== null) {
         return;
       }
       const parser = requestParser;

@@ -56,14 +56,13 @@ export function responseCache(
   for (const field of Object.keys(schema.getQueryType()?.getFields() ?? {})) {
     ttlPerSchemaCoordinate[`Query.${field}`] = ttls[field] ?? 0;
   }
-  return useResponseCache({
+  const plugin = useResponseCache({
     // Every cached entry is anonymous, hence shared: there is no per-user session.
     session: () => null,
     enabled: (request) => isAnonymousHttp(request),
-    // The plugin builds a key for every operation, cached or not. An operation with a token is
-    // never looked up or stored, so it gets a unique key instead of a hash of its document.
-    buildResponseCacheKey: (params) =>
-      isAnonymousHttp(params.request) ? anonymousKey(params) : `private:${++privateOperations}`,
+    // Only anonymous operations get here (see onParams below); one whose variables cannot be
+    // keyed gets a unique key, so it is never found again.
+    buildResponseCacheKey: (params) => anonymousKey(params),
     cache: options.redis
       ? redisResponseCache(options.redis, options.namespace ?? '')
       : createInMemoryCache({ max: options.maxEntries ?? 1000 }),
@@ -73,6 +72,13 @@ export function responseCache(
     invalidateViaMutation: false,
     includeExtensionMetadata: false,
   }) as Plugin<Record<string, unknown> & Context>;
+  // The plugin would build (and remember) a key for every operation, cached or not: an operation
+  // with a token, never looked up or stored, skips it and costs nothing here.
+  const onParams = plugin.onParams;
+  return {
+    ...plugin,
+    onParams: (payload) => (isAnonymousHttp(payload.request) ? onParams?.(payload) : undefined),
+  };
 }
 
 let privateOperations = 0;

@@ -602,18 +602,18 @@ function interpret(endpoint: string, params: unknown, answer: Answer): unknown {
   if (text === null) {
     return null;
   }
-  if (nestsDeeperThan(text, MAX_JSON_DEPTH)) {
-    throw new UpstreamBadResponseError(
-      endpoint,
-      status,
-      `JSON nests deeper than ${MAX_JSON_DEPTH}`,
-    );
-  }
   let payload: unknown;
   try {
     payload = text === '' ? null : JSON.parse(text);
   } catch {
     throw new UpstreamBadResponseError(endpoint, status, 'body is not JSON');
+  }
+  if (nestsDeeperThan(payload, MAX_JSON_DEPTH)) {
+    throw new UpstreamBadResponseError(
+      endpoint,
+      status,
+      `JSON nests deeper than ${MAX_JSON_DEPTH}`,
+    );
   }
   if (status >= 200 && status < 300) {
     if (payload === null) {

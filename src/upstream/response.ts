@@ -33,28 +33,30 @@ export async function readBoundedText(
 }
 
 /**
- * True when `text` (JSON or not) opens more than `maxDepth` arrays/objects at once, by one pass
- * over its characters (brackets inside strings do not count). Run before `JSON.parse`.
+ * True when `value` (parsed JSON) nests arrays/objects more than `maxDepth` deep. Checked after
+ * `JSON.parse`, which is not recursive and takes any depth; what is recursive further down
+ * (GraphQL's completion, serialisation, logging) only ever sees a value that passed. An explicit
+ * stack and an early exit: a hostile value costs at most one pass, and a normal answer a walk of
+ * its objects (a tenth of the time of a scan of its characters, or of `JSON.parse` itself).
  */
-export function nestsDeeperThan(text: string, maxDepth: number): boolean {
-  let depth = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 0x5c) {
-        i++; // skip the escaped character
-      } else if (c === 0x22) {
-        inString = false;
+export function nestsDeeperThan(value: unknown, maxDepth: number): boolean {
+  if (value === null || typeof value !== 'object') {
+    return false;
+  }
+  const stack: unknown[] = [value];
+  const depths: number[] = [1];
+  while (stack.length > 0) {
+    const node = stack.pop() as Record<string, unknown> | unknown[];
+    const depth = depths.pop() as number;
+    if (depth > maxDepth) {
+      return true;
+    }
+    const children = Array.isArray(node) ? node : Object.values(node);
+    for (const child of children) {
+      if (child !== null && typeof child === 'object') {
+        stack.push(child);
+        depths.push(depth + 1);
       }
-    } else if (c === 0x22) {
-      inString = true;
-    } else if (c === 0x7b || c === 0x5b) {
-      if (++depth > maxDepth) {
-        return true;
-      }
-    } else if (c === 0x7d || c === 0x5d) {
-      depth--;
     }
   }
   return false;
