@@ -1,6 +1,7 @@
 import { pino } from 'pino';
 import { DEFAULT_LIMITS, type LimitsConfig } from '../config.js';
 import { createEngine } from '../engine/yoga.js';
+import { directPost } from '../http/direct-post.js';
 import { createHttpFront } from '../http/front.js';
 import { createWebSocketFront } from '../websocket/front.js';
 import { listen, shutdown } from './lifecycle.js';
@@ -29,7 +30,16 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     trustedDocuments: options.trustedDocuments ?? null,
     tracing: services.tracing?.plugins,
   });
-  const http = createHttpFront(options, engine, services);
+  // Trusted documents and tracing read the HTTP request in Yoga's hooks: those requests stay there.
+  const direct =
+    options.directPost === false || options.trustedDocuments || services.tracing
+      ? null
+      : directPost(engine, {
+          maxBodyBytes: limits.maxBodyBytes,
+          rateLimit: services.rateLimit.enabled ? services.rateLimit : null,
+          onTaken: services.metrics ? () => services.metrics?.directRequests.inc() : undefined,
+        });
+  const http = createHttpFront(options, engine, services, direct);
   const websockets = createWebSocketFront(http.server, engine, services, {
     limits,
     trustProxy: options.trustProxy,

@@ -21,6 +21,9 @@ export interface GatewayOptions {
   upstreamTimeoutMs?: number;
   upstreamConnections?: number;
   graphiql?: boolean;
+  /** Answer a plain JSON POST with a token without Yoga's HTTP layer (`http/direct-post.ts`;
+   *  default true). Off: every request goes through Yoga (for comparing the two). */
+  directPost?: boolean;
   /** Default headers and operations GraphiQL opens with (demo mode). */
   graphiqlDefaults?: GraphiQLDefaults;
   /** Observes every upstream call (tests count them; metrics use it). */

@@ -7,7 +7,12 @@ import {
   type ExecutionResult,
   type execute,
   GraphQLError,
+  type GraphQLSchema,
   getOperationAST,
+  isEnumType,
+  isInputObjectType,
+  isInterfaceType,
+  isObjectType,
   Kind,
   type Source,
   type SourceLocation,
@@ -17,6 +22,7 @@ import { DEFAULT_LIMITS, type LimitsConfig } from '../config.js';
 import { type GatewayMetrics, requestScope } from '../observability/index.js';
 import { type Context, credentialFrom, tokenFrom } from '../schema/context.js';
 import { ErrorCode, gatewayError, malformedCredential } from '../schema/errors.js';
+import { schema } from '../schema/index.js';
 import { type GatewayRateLimit, limitError, operationLimitPlugins } from './limits.js';
 import { requestBodies } from './multipart.js';
 import { type ResponseCacheOptions, responseCache } from './response-cache.js';
@@ -92,11 +98,38 @@ export function gatewayPlugins(options: PluginOptions = {}): GatewayPlugin[] {
             endpoint: '/metrics',
             registry: options.metrics.registry,
             labels: { operationName: false, path: false },
-            metrics: { graphql_yoga_http_duration: false },
+            metrics: {
+              graphql_yoga_http_duration: false,
+              // It walks every operation's document with type information, on every request: only
+              // worth it when the schema has something deprecated to find.
+              graphql_envelop_deprecated_field: hasDeprecations(schema),
+            },
           }) as GatewayPlugin,
         ]
       : []),
   ];
+}
+
+/** True when some field, argument, input field or enum value of `schema` is deprecated. */
+export function hasDeprecations(schema: GraphQLSchema): boolean {
+  for (const type of Object.values(schema.getTypeMap())) {
+    if (type.name.startsWith('__')) {
+      continue;
+    }
+    if (isEnumType(type) && type.getValues().some((value) => value.deprecationReason != null)) {
+      return true;
+    }
+    if (isObjectType(type) || isInterfaceType(type) || isInputObjectType(type)) {
+      for (const field of Object.values(type.getFields())) {
+        const args: readonly { deprecationReason?: string | null }[] =
+          'args' in field ? field.args : [];
+        if (field.deprecationReason != null || args.some((arg) => arg.deprecationReason != null)) {
+          return true;
+        }
+      }
+    }
+  }
+  return false;
 }
 
 const INTROSPECTION_FIELDS = new Set(['__schema', '__type', '__typename']);

@@ -62,7 +62,12 @@ export function createEngine(options: EngineOptions): Engine {
       maskError: maskUnexpected,
     },
     logging: {
-      debug: (...args) => logger.debug(args.map(String).join(' ')),
+      // Yoga logs at debug several times per request: build no line that nobody writes.
+      debug: (...args) => {
+        if (logger.isLevelEnabled('debug')) {
+          logger.debug(args.map(String).join(' '));
+        }
+      },
       info: (...args) => logger.info(args.map(String).join(' ')),
       warn: (...args) => logger.warn(args.map(String).join(' ')),
       error: (...args) => logger.error({ err: args[0] }, 'graphql error'),

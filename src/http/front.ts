@@ -7,6 +7,7 @@ import { requestIdFrom, requestScope, routeOf } from '../observability/index.js'
 import { clientIp } from './client-ip.js';
 import { connectionCap, httpTimeouts } from './connections.js';
 import { graphqlFront } from './cors.js';
+import type { DirectPost } from './direct-post.js';
 import { createGraphiQL, type GraphiQLDefaults } from './graphiql.js';
 import { readiness } from './readiness.js';
 import { sendJson } from './send-json.js';
@@ -38,9 +39,10 @@ export function createHttpFront(
   options: HttpFrontOptions,
   engine: Engine,
   services: Services,
+  direct: DirectPost | null = null,
 ): HttpFront {
   let ready = true;
-  const route = router(options, engine, services, () => ready);
+  const route = router(options, engine, services, () => ready, direct);
   const { logger, metrics } = services;
   const server = createServer(httpTimeouts(options), (req, res) => {
     const requestId = requestIdFrom(req.headers['x-request-id']);
@@ -84,6 +86,7 @@ function router(
   engine: Engine,
   services: Services,
   isReady: () => boolean,
+  direct: DirectPost | null,
 ): (req: IncomingMessage, res: ServerResponse) => void {
   const graphiql =
     options.graphiql === false ? null : createGraphiQL(options.graphiqlDefaults, '/graphql');
@@ -112,7 +115,7 @@ function router(
     if (path === engine.graphqlEndpoint && !graphqlFront(req, res, corsOrigins)) {
       return;
     }
-    if (graphiql?.handle(req, res)) {
+    if (graphiql?.handle(req, res) || direct?.(req, res)) {
       return;
     }
     engine(req, res);

@@ -64,6 +64,11 @@ export class GatewayMetrics {
     help: 'Introspection answers held in the cache (bounded).',
     registers: [this.registry],
   });
+  readonly directRequests = new Counter({
+    name: 'gateway_direct_requests_total',
+    help: "JSON POSTs of one operation with a token, answered without Yoga's HTTP layer.",
+    registers: [this.registry],
+  });
   readonly rateLimited = new Counter({
     name: 'gateway_rate_limited_total',
     help: 'Operations refused by the gateway rate limit.',

@@ -178,7 +178,8 @@ export class MisskeyClient {
     options: CallOptions = {},
   ): Promise<EndpointResult<E>> {
     const credential = this.#credential(endpoint, token);
-    const caller = options.caller ?? this.#callerOf(credential);
+    // Named only when a failure is counted: hashing the token on every call would cost more.
+    const caller = () => options.caller ?? this.#callerOf(credential);
     const deadline = options.deadline ?? this.#deadline?.();
     const retries = this.#retry && READ_ENDPOINTS.has(endpoint) ? this.#retry.retries : 0;
     for (let attempt = 0; ; attempt++) {
@@ -191,7 +192,7 @@ export class MisskeyClient {
           { ...options, timeoutMs },
           attempt,
         );
-        this.#breaker?.record(null, caller);
+        this.#breaker?.record(null);
         return result as EndpointResult<E>;
       } catch (error) {
         this.#judge(error, caller, timeoutMs, options);
@@ -224,7 +225,8 @@ export class MisskeyClient {
     options: CallOptions = {},
   ): Promise<EndpointResult<E>> {
     const credential = this.#credential(endpoint, token);
-    const caller = options.caller ?? this.#callerOf(credential);
+    // Named only when a failure is counted: hashing the token on every call would cost more.
+    const caller = () => options.caller ?? this.#callerOf(credential);
     const deadline = options.deadline ?? this.#deadline?.();
     const timeoutMs = this.#admit(endpoint, deadline, options);
     let bodyFailed = false;
@@ -240,7 +242,7 @@ export class MisskeyClient {
         0,
         request,
       );
-      this.#breaker?.record(null, caller);
+      this.#breaker?.record(null);
       return result as EndpointResult<E>;
     } catch (error) {
       // A body the caller cut (abort, bytes refused while streaming) says nothing about the
@@ -286,7 +288,7 @@ export class MisskeyClient {
    */
   #judge(
     error: unknown,
-    caller: string,
+    caller: () => string,
     timeoutMs: number,
     options: CallOptions,
     cutByCaller = false,
@@ -299,7 +301,7 @@ export class MisskeyClient {
     if (noVerdict) {
       this.#breaker?.release();
     } else {
-      this.#breaker?.record(error, caller);
+      this.#breaker?.record(error, caller());
     }
   }
 
