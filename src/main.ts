@@ -1,7 +1,10 @@
-import { createGateway, gatewayOptionsFromConfig } from './app/gateway.js';
-import { ConfigError, loadConfig } from './config.js';
-import { DEMO_TOKENS } from './sandbox/seed.js';
+import { holdYoungGeneration } from './app/young-generation.js';
 import type { Sandbox } from './sandbox/server.js';
+
+// Before anything else is loaded (see young-generation.ts): the rest comes by dynamic import.
+const releaseYoungGeneration = holdYoungGeneration();
+const { createGateway, gatewayOptionsFromConfig } = await import('./app/gateway.js');
+const { ConfigError, loadConfig } = await import('./config.js');
 
 /**
  * `npm start`: with MISSKEY_URL, the gateway in front of that instance; without it, the embedded
@@ -17,6 +20,7 @@ async function main(): Promise<void> {
     misskeyUrl = sandbox.origin;
   }
   const options = gatewayOptionsFromConfig(config, misskeyUrl);
+  const { DEMO_TOKENS } = await import('./sandbox/demo.js');
   if (sandbox) {
     options.graphiqlDefaults = {
       headers: JSON.stringify({ Authorization: `Bearer ${DEMO_TOKENS.alice}` }, null, 2),
@@ -25,6 +29,7 @@ async function main(): Promise<void> {
     };
   }
   const gateway = await createGateway(options);
+  releaseYoungGeneration();
 
   console.log(`misskey-graphql serving ${gateway.url} (GraphiQL: open it in a browser)`);
   if (sandbox?.demo) {

@@ -17,7 +17,7 @@ export { type Gateway, type GatewayOptions, gatewayOptionsFromConfig } from './o
 export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const logger = options.logger ?? pino({ level: 'silent' });
   const limits: LimitsConfig = { ...DEFAULT_LIMITS, ...options.limits };
-  const services = createServices(options, logger);
+  const services = await createServices(options, logger);
   const engine = createEngine({
     limits,
     operationTimeoutMs: options.operationTimeoutMs,

@@ -2,9 +2,9 @@ import type { Logger } from 'pino';
 import { GatewayRateLimit } from '../engine/limits.js';
 import { createUserCache, type UserCache } from '../loaders/user-cache.js';
 import { GatewayMetrics, requestScope, statusLabel } from '../observability/index.js';
-import { createTracing, type Tracing } from '../observability/tracing.js';
+import type { Tracing } from '../observability/tracing.js';
 import { type Context, createContextFactory, type InitialContext } from '../schema/context.js';
-import { SharedRedis } from '../state/redis.js';
+import type { SharedRedis } from '../state/redis.js';
 import { MisskeyClient } from '../upstream/client.js';
 import { StreamHub } from '../upstream/stream.js';
 import type { GatewayOptions } from './options.js';
@@ -24,7 +24,9 @@ export interface Services {
   readonly tracing: Tracing | null;
 }
 
-export function createServices(options: GatewayOptions, logger: Logger): Services {
+/** Tracing (OpenTelemetry) and Redis (ioredis) are loaded only when configured: a gateway without
+ *  them does not hold their code in memory. */
+export async function createServices(options: GatewayOptions, logger: Logger): Promise<Services> {
   const metrics =
     options.metrics === false
       ? null
@@ -37,10 +39,15 @@ export function createServices(options: GatewayOptions, logger: Logger): Service
           };
         });
   const tracing = options.otlpEndpoint
-    ? createTracing({ endpoint: options.otlpEndpoint, exportDelayMs: options.otlpExportDelayMs })
+    ? (await import('../observability/tracing.js')).createTracing({
+        endpoint: options.otlpEndpoint,
+        exportDelayMs: options.otlpExportDelayMs,
+      })
     : null;
   const client: MisskeyClient = upstreamClient(options, logger, metrics, tracing);
-  const redis = options.redisUrl ? new SharedRedis(options.redisUrl, logger, options.redis) : null;
+  const redis = options.redisUrl
+    ? new (await import('../state/redis.js')).SharedRedis(options.redisUrl, logger, options.redis)
+    : null;
   const rateLimit = new GatewayRateLimit(
     options.rateLimit ?? { perToken: 0, perIp: 0, windowMs: 60_000 },
     () => metrics?.rateLimited.inc(),
