@@ -229,6 +229,36 @@ describe('chatEvents over graphql-ws', () => {
     room.stop();
   });
 
+  it('gives the field its arguments, literal or from variables of any name', async () => {
+    const client = wsClient(DEMO_TOKENS.alice);
+    const selection = '{ ... on ChatMessageCreatedEvent { message { text toRoom { id } } } }';
+    const literal = subscribe<EventResult>(
+      client,
+      `subscription { chatEvents(roomId: "${ids.room}") ${selection} }`,
+      {},
+    );
+    const renamed = subscribe<EventResult>(
+      client,
+      `subscription($r: ID!) { chatEvents(roomId: $r) ${selection} }`,
+      { r: ids.room },
+    );
+    await channels('chatRoom', ids.alice, 1);
+    await stack.sandbox.call(
+      'chat/messages/create-to-room',
+      { toRoomId: ids.room, text: 'arguments reach the subscription' },
+      DEMO_TOKENS.bob,
+    );
+    for (const live of [literal, renamed]) {
+      const event = await live.nth(1);
+      expect(event.errors).toBeUndefined();
+      expect(event.data?.chatEvents.message).toEqual({
+        text: 'arguments reach the subscription',
+        toRoom: { id: ids.room },
+      });
+      live.stop();
+    }
+  });
+
   it('delivers reactions (with the reactor), unreactions and deletions', async () => {
     const client = wsClient(DEMO_TOKENS.alice);
     const live = subscribe<EventResult>(client, CHAT_EVENTS, { userId: ids.bob });

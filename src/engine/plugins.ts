@@ -3,6 +3,8 @@ import { useGraphQlJit } from '@envelop/graphql-jit';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { usePrometheus } from '@graphql-yoga/plugin-prometheus';
 import {
+  createSourceEventStream,
+  type DocumentNode,
   type ExecutionArgs,
   type ExecutionResult,
   type execute,
@@ -16,7 +18,9 @@ import {
   Kind,
   type Source,
   type SourceLocation,
+  subscribe,
 } from 'graphql';
+import { type CompiledQuery, compileQuery, isCompiledQuery } from 'graphql-jit';
 import type { Plugin } from 'graphql-yoga';
 import { DEFAULT_LIMITS, type LimitsConfig } from '../config.js';
 import { type GatewayMetrics, requestScope } from '../observability/index.js';
@@ -278,30 +282,95 @@ function admission(limits: LimitsConfig, rateLimit: GatewayRateLimit | null): Ga
 }
 
 /**
- * Queries and mutations run through graphql-jit: each document is compiled once (cached per
- * parsed document, which Yoga's parser cache reuses) and executed without graphql-js's
- * per-field interpretation. Subscriptions keep graphql-js's executor.
+ * Every operation runs through graphql-jit: each document is compiled once (cached per parsed
+ * document, which Yoga's parser cache reuses) and executed without graphql-js's per-field
+ * interpretation. Results carry graphql-js's errors (see `asGraphqlJsErrors`).
  */
 function jitExecution(): GatewayPlugin {
   let jitExecute: ExecuteFn | undefined;
-  useGraphQlJit().onExecute?.({
-    setExecuteFn: (fn: ExecuteFn) => {
-      jitExecute = fn;
-    },
-  } as never);
+  useGraphQlJit().onExecute?.({ setExecuteFn: (fn: ExecuteFn) => (jitExecute = fn) } as never);
   if (!jitExecute) {
     throw new Error('graphql-jit did not provide an executor');
   }
-  const compiled = jitExecute;
+  const compiledExecute = jitExecute;
+  const events = compiledEvents();
   return {
     onExecute({ setExecuteFn }) {
       setExecuteFn((args) => {
         const source = args.document.loc?.source;
-        const result = compiled(args);
+        const result = compiledExecute(args);
         return isPromiseLike(result)
           ? result.then((done) => asGraphqlJsErrors(done, source))
           : asGraphqlJsErrors(result, source);
       });
+    },
+    onSubscribe({ setSubscribeFn }) {
+      setSubscribeFn(events);
+    },
+  };
+}
+
+/**
+ * A subscription: its source stream from graphql-js (`createSourceEventStream`, which gives the
+ * subscribe resolver the field's arguments; graphql-jit 0.8's own `subscribe` passes it the
+ * operation's variables instead), then each event through the operation's compiled plan, the
+ * work graphql-js would redo per event and per subscriber.
+ */
+function compiledEvents(): SubscribeFn {
+  const plans = new WeakMap<DocumentNode, CompiledQuery | null>();
+  const planOf = (args: ExecutionArgs): CompiledQuery | null => {
+    let plan = plans.get(args.document);
+    if (plan === undefined) {
+      const compiled = compileQuery(args.schema, args.document, args.operationName ?? undefined);
+      plan = isCompiledQuery(compiled) ? compiled : null;
+      plans.set(args.document, plan);
+    }
+    return plan;
+  };
+  return async (args) => {
+    const plan = planOf(args);
+    if (!plan) {
+      return subscribe(args);
+    }
+    const stream = await createSourceEventStream(args);
+    if (!isAsyncIterable(stream)) {
+      return stream;
+    }
+    const source = args.document.loc?.source;
+    const variables = args.variableValues ?? {};
+    // An iterator, not an async generator: its `return()` must end a `next()` still waiting.
+    const mapped = mapEvents(stream as AsyncIterableIterator<unknown>, async (payload) =>
+      asGraphqlJsErrors(
+        (await plan.query(payload, args.contextValue, variables)) as ExecuteResult,
+        source,
+      ),
+    );
+    return mapped as unknown as AsyncGenerator<ExecuteResult, void, void>;
+  };
+}
+
+type SubscribeFn = typeof subscribe;
+
+/** `events` with `map` applied to each, passing `return` through (the client unsubscribing). */
+function mapEvents<T, R>(
+  events: AsyncIterableIterator<T>,
+  map: (event: T) => Promise<R>,
+): AsyncIterableIterator<R> {
+  return {
+    next: async () => {
+      const step = await events.next();
+      return step.done ? step : { value: await map(step.value), done: false };
+    },
+    return: async () => {
+      await events.return?.();
+      return { value: undefined, done: true };
+    },
+    throw: async (error) => {
+      await events.return?.();
+      throw error;
+    },
+    [Symbol.asyncIterator]() {
+      return this;
     },
   };
 }

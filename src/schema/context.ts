@@ -51,18 +51,27 @@ export interface Context {
 export class UserDirectory {
   readonly #embedded = new Map<string, AnyUser>();
   readonly #cache: UserCache | null;
+  readonly #client: MisskeyClient;
+  readonly #token: string | null;
   #viaCache: DataLoader<string, AnyUser | null> | undefined;
-  readonly loader: DataLoader<string, UserDetailed | null>;
+  #loader: DataLoader<string, UserDetailed | null> | undefined;
 
   constructor(client: MisskeyClient, token: string | null, cache: UserCache | null = null) {
+    this.#client = client;
+    this.#token = token;
     this.#cache = cache;
-    this.loader = new DataLoader(
+  }
+
+  /** The batched `users/show` loader, created on first use (many requests and events need
+   *  none: their users are embedded or cached). */
+  get loader(): DataLoader<string, UserDetailed | null> {
+    this.#loader ??= new DataLoader(
       async (ids) => {
         try {
-          const users = await loadUsers(client, token, ids);
+          const users = await loadUsers(this.#client, this.#token, ids);
           for (const user of users) {
             if (user) {
-              cache?.put(user);
+              this.#cache?.put(user);
             }
           }
           return users;
@@ -72,6 +81,7 @@ export class UserDirectory {
       },
       { maxBatchSize: 1000 },
     );
+    return this.#loader;
   }
 
   /** Remembers users a response embedded, so a later reference by id costs no call. */
@@ -211,31 +221,40 @@ export function createContextFactory(client: MisskeyClient, userCache: UserCache
         throw fromUpstream(error);
       }
     };
-    const loaders = new Map<string, DataLoader<unknown, unknown>>();
-    let viewer: Promise<MeDetailed> | undefined;
-    const context: Context = {
+    const context = {
       token,
       client,
       call: (endpoint, params) => call(endpoint, params, token),
       callPublic: (endpoint, params) => call(endpoint, params, null),
-      users: new UserDirectory(client, token, userCache),
       userCache,
-      viewer: () => {
-        viewer ??= call('i', {}, token).then((me) => {
-          context.users.remember(me as unknown as UserDetailed);
-          return me;
-        });
-        return viewer;
-      },
-      loader: <K, V>(name: string, create: () => DataLoader<K, V>) => {
-        let loader = loaders.get(name) as DataLoader<K, V> | undefined;
-        if (!loader) {
-          loader = create();
-          loaders.set(name, loader as DataLoader<unknown, unknown>);
-        }
-        return loader;
-      },
-    };
+    } as Context;
+    renewCaches(context);
     return context;
   };
+}
+
+/** Gives `context` fresh per-request caches (users, viewer, loaders): at creation, and before
+ *  each event of a subscription (Pothos' advice: loaders must not live across events). */
+export function renewCaches(context: Context): void {
+  const loaders = new Map<string, DataLoader<unknown, unknown>>();
+  let viewer: Promise<MeDetailed> | undefined;
+  const fresh: Pick<Context, 'users' | 'viewer' | 'loader'> = {
+    users: new UserDirectory(context.client, context.token, context.userCache),
+    viewer: () => {
+      viewer ??= context.call('i', {}).then((me) => {
+        context.users.remember(me as unknown as UserDetailed);
+        return me;
+      });
+      return viewer;
+    },
+    loader: <K, V>(name: string, create: () => DataLoader<K, V>) => {
+      let loader = loaders.get(name) as DataLoader<K, V> | undefined;
+      if (!loader) {
+        loader = create();
+        loaders.set(name, loader as DataLoader<unknown, unknown>);
+      }
+      return loader;
+    },
+  };
+  Object.assign(context, fresh);
 }

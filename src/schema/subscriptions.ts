@@ -17,12 +17,7 @@ import { builder } from './builder.js';
 import { ChatRoomInvitation } from './chat-invitations.js';
 import { ChatMessage } from './chat-messages.js';
 import { type ChatMessageShape, loadRoom } from './chat-rooms.js';
-import {
-  type Context,
-  createContextFactory,
-  credentialFrom,
-  type InitialContext,
-} from './context.js';
+import { type Context, credentialFrom, type InitialContext, renewCaches } from './context.js';
 import {
   badInput,
   ErrorCode,
@@ -637,7 +632,7 @@ async function openStream<T>(
     subscription.close();
     throw streamError(error);
   }
-  queue.beforeEach = () => renew(ctx);
+  queue.beforeEach = () => renewCaches(ctx);
   const detach = extras.attach?.(push);
   if (detach) {
     queue.onReturn = () => {
@@ -646,18 +641,6 @@ async function openStream<T>(
     };
   }
   return queue;
-}
-
-/** Fresh per-request caches on the subscription's context (Pothos' advice for subscriptions:
- *  loaders must not live across events). */
-function renew(ctx: Context): void {
-  const fresh = createContextFactory(
-    ctx.client,
-    ctx.userCache,
-  )({
-    connectionParams: ctx.token === null ? {} : { token: ctx.token },
-  } as InitialContext);
-  Object.assign(ctx, { users: fresh.users, viewer: fresh.viewer, loader: fresh.loader });
 }
 
 /** A pull-based queue: `return()` (the client unsubscribing) ends it at once, even while a
