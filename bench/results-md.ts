@@ -201,8 +201,9 @@ writes to a temporary directory.
 - **Systems** (each answers the same \`data\`, checked before the load):
   - **S0 hand-optimised REST client**: the fewest calls (embedded users and rooms used, user lookups batched into one \`users/show\`), undici pool;
   - **S1 naive REST client**: the same endpoints, one \`users/show\` per user reference, concurrently, embedded objects ignored;
-  - **S2 the gateway**, started like \`npm start\` with every setting at its default (upstream pool: \`UPSTREAM_CONNECTIONS\`, 32 sockets; access log at \`info\`; metrics on) and \`NODE_ENV=production\` as in the Docker image.
-  S0 and S1 run in one REST server process (\`bench/procs/rest.ts\`, same pool size as the gateway) so the load drives all three over HTTP alike.
+  - **S2 the gateway** as users run it: \`node dist/main.js\` built from this commit, every setting at its default (upstream pool: \`UPSTREAM_CONNECTIONS\`, 32 sockets; access log at \`info\`, to /dev/null; metrics on) and \`NODE_ENV=production\` as in the Docker image;
+  - **S4 the engine floor** (\`bench/procs/floor.ts\`, workloads (a) and (b)): a bare graphql-yoga + graphql-jit server with hand-written resolvers calling the upstream exactly as S0 does, and no limits, metrics, logging, caches or error model: what any Yoga server pays at least.
+  S0 and S1 run in one REST server process (\`bench/procs/rest.ts\`, same pool size as the gateway) so the load drives all of them over HTTP alike.
 - **Pinning:** ${machine.pinning}.
 - **Load:** closed loop with autocannon, ${settings.connections} connections, ${settings.warmupSeconds} s warm-up, then ${settings.runs} runs of ${settings.closedSeconds} s per cell
   (latency resolution 1 ms); then a **fixed-rate** open loop (\`bench/load.ts\`): requests are due at exact intervals and their latency counts from when they were due,
@@ -210,8 +211,12 @@ writes to a temporary directory.
   workload, the same for every system, ${settings.runs} runs of ${settings.fixedSeconds} s. (autocannon's own rate mode sends each connection's quota at the start of every second and
   corrects latencies with a 1 ms interval, so it is not used for this.)
 - **Medians:** every number is the median of its ${settings.runs} runs (each metric on its own).
-- **Measured inside the processes:** CPU time (\`process.cpuUsage\`) per answered request; event-loop delay (\`monitorEventLoopDelay\` sampling every 10 ms, the interval subtracted);
-  upstream sockets sampled every 10 ms from the system's own pool; upstream calls from the sandbox's call counter.
+- **The primary cross-system figure is CPU time per answered request of each system's own process**, each system under test alone on CPU 0
+  and the upstream's CPU reported beside it (so a cell bound by the upstream shows as such). S2's CPU and RSS are read from \`/proc/<pid>\`
+  (it runs unmodified); the bench's own processes (S0/S1, S4, sandbox) report \`process.cpuUsage\`, event-loop delay
+  (\`monitorEventLoopDelay\` sampling every 10 ms, the interval subtracted) and their upstream sockets (sampled every 10 ms).
+  Upstream calls come from the sandbox's call counter: *cold* is the first request of a kind, *warm* the ones after it.
+  The profiles below are \`node --cpu-prof\` of \`dist/main.js\` in a process of its own, over the measured stretch only.
 
 Workloads:
 

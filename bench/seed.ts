@@ -11,11 +11,13 @@ export interface SeedSizes {
   roomOwners: number;
 }
 
+/** 1,000 rooms of 10 members from a pool of 1,000 users: (d) runs 10,000 subscriptions, 10 on
+ *  each of 1,000 sockets (one per user, so 1,000 upstream streaming sockets). */
 export const FULL_SIZES: SeedSizes = {
-  users: 1_000,
+  users: 1_205,
   conversations: 100,
   messagesPerConversation: 500,
-  rooms: 100,
+  rooms: 1_000,
   membersPerRoom: 10,
   roomOwners: 5,
 };

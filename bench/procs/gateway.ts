@@ -1,14 +1,27 @@
-import { createGateway, gatewayOptionsFromConfig } from '../../src/app/gateway.js';
-import { loadConfig } from '../../src/config.js';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type * as GatewayModule from '../../src/app/gateway.js';
+import type * as ConfigModule from '../../src/config.js';
 import { announceReady, serveCommands } from '../ipc.js';
 import type { ServerReady } from '../protocol.js';
 import { statsHandlers } from './stats.js';
 
 /**
- * S2: the gateway exactly as `npm start` builds it from the environment (MISSKEY_URL set, every
- * other setting at its default unless the runner's environment says otherwise), on a free port.
+ * S2 for workload (d): the gateway exactly as `npm start` builds it from the environment
+ * (MISSKEY_URL set, every other setting at its default unless the runner's environment says
+ * otherwise), on a free port, from the built tree in BENCH_ARTIFACT_ROOT (the JavaScript users
+ * run, not the TypeScript through tsx), with the bench's commands (gc, heap, profile) beside it.
  */
 async function main(): Promise<void> {
+  const root = process.env.BENCH_ARTIFACT_ROOT;
+  if (!root) {
+    throw new Error('BENCH_ARTIFACT_ROOT (a built tree) is required');
+  }
+  const built = (path: string) => import(pathToFileURL(join(root, 'dist', path)).href);
+  const { createGateway, gatewayOptionsFromConfig } = (await built(
+    'app/gateway.js',
+  )) as typeof GatewayModule;
+  const { loadConfig } = (await built('config.js')) as typeof ConfigModule;
   const config = loadConfig({ ...process.env, PORT: '0', HOST: '127.0.0.1' });
   if (config.misskeyUrl === null) {
     throw new Error('MISSKEY_URL is required');

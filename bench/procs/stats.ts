@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { getHeapSnapshot } from 'node:v8';
@@ -112,6 +113,10 @@ export function statsHandlers(sockets?: () => number): Handlers {
       const { profile } = await session.post('Profiler.stop');
       session.disconnect();
       session = undefined;
+      // For a closer look (e.g. in Chrome's DevTools): the whole profile, as a .cpuprofile file.
+      if (process.env.BENCH_PROFILE_DUMP) {
+        writeFileSync(process.env.BENCH_PROFILE_DUMP, JSON.stringify(profile));
+      }
       return topFunctions(profile, top);
     },
   };
