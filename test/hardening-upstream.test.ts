@@ -352,6 +352,26 @@ describe('per-operation deadline', () => {
     deadline.sandbox.clearFailures();
   });
 
+  it('calls of the batch loaders (users/show, chat reads) are cut at the deadline as well', async () => {
+    const demo = deadline.sandbox.demo;
+    deadline.sandbox.fail('users/show', { hang: true });
+    deadline.sandbox.fail('chat/rooms/show', { hang: true });
+    const cases: [string, Record<string, unknown>][] = [
+      // `description` is only in the detailed user: it goes to users/show, whatever is cached.
+      ['query($id: ID!) { user(id: $id) { description } }', { id: demo?.users.bob.id }],
+      ['query($id: ID!) { chatRoom(id: $id) { name } }', { id: demo?.ids.room }],
+    ];
+    for (const [query, variables] of cases) {
+      const started = performance.now();
+      const res = await deadline.gql(query, variables);
+      const elapsed = performance.now() - started;
+      expect(codeOf(res)).toBe('UPSTREAM_TIMEOUT');
+      expect(elapsed).toBeGreaterThan(250);
+      expect(elapsed).toBeLessThan(1_500);
+    }
+    deadline.sandbox.clearFailures();
+  });
+
   it('retries stop at the deadline', async () => {
     deadline.sandbox.resetCalls();
     deadline.sandbox.fail('i', { reset: true, delayMs: 200 });

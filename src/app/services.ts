@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { GatewayRateLimit } from '../engine/limits.js';
 import { createUserCache, type UserCache } from '../loaders/user-cache.js';
-import { GatewayMetrics, requestScope, statusLabel } from '../observability/index.js';
+import { GatewayMetrics, statusLabel } from '../observability/index.js';
 import type { Tracing } from '../observability/tracing.js';
 import { type Context, createContextFactory, type InitialContext } from '../schema/context.js';
 import type { SharedRedis } from '../state/redis.js';
@@ -92,8 +92,6 @@ function upstreamClient(
             onStateChange: (state) => logger.warn({ breaker: state }, 'upstream circuit breaker'),
           }
         : undefined,
-    deadline: () => requestScope.getStore()?.deadline,
-    caller: () => requestScope.getStore()?.ip,
     trace: tracing?.upstream,
     onCall: (event) => {
       metrics?.upstreamCalls.inc({
@@ -104,6 +102,7 @@ function upstreamClient(
       metrics?.upstreamDuration.observe({ endpoint: event.endpoint }, event.durationMs / 1000);
       logger.debug(
         {
+          ...(event.requestId === undefined ? {} : { reqId: event.requestId }),
           endpoint: event.endpoint,
           status: event.status,
           ms: Math.round(event.durationMs),

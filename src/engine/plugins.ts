@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { useGraphQlJit } from '@envelop/graphql-jit';
 import { useCSRFPrevention } from '@graphql-yoga/plugin-csrf-prevention';
 import { usePrometheus } from '@graphql-yoga/plugin-prometheus';
@@ -23,7 +23,7 @@ import {
 import { type CompiledQuery, compileQuery, isCompiledQuery } from 'graphql-jit';
 import type { Plugin } from 'graphql-yoga';
 import { DEFAULT_LIMITS, type LimitsConfig } from '../config.js';
-import { type GatewayMetrics, requestScope } from '../observability/index.js';
+import { type GatewayMetrics, scopeOf, tagError } from '../observability/index.js';
 import { type Context, credentialFrom, tokenFrom } from '../schema/context.js';
 import { ErrorCode, gatewayError, malformedCredential } from '../schema/errors.js';
 import { schema } from '../schema/index.js';
@@ -241,7 +241,7 @@ function credentialCheck(): GatewayPlugin {
  *  gateway rate limit. */
 function admission(limits: LimitsConfig, rateLimit: GatewayRateLimit | null): GatewayPlugin {
   return {
-    onRequestParse({ request, requestParser }) {
+    onRequestParse({ request, requestParser, serverContext }) {
       if (requestParser === undefined) {
         // Yoga would answer 415 with an empty body; answer in the error model instead.
         throw gatewayError(
@@ -268,7 +268,7 @@ function admission(limits: LimitsConfig, rateLimit: GatewayRateLimit | null): Ga
           if (rateLimit?.enabled) {
             const refused = await rateLimit.check(
               tokenFrom({ request }),
-              requestScope.getStore()?.ip ?? 'unknown',
+              scopeOf((serverContext as { req?: unknown }).req)?.ip ?? 'unknown',
               operations,
             );
             if (refused) {
@@ -427,22 +427,23 @@ function positionOf(source: Source, location: SourceLocation): number {
 }
 
 /**
- * Runs every query and mutation (HTTP or websocket) in a request scope with a deadline; the
- * upstream client cuts each call to end by then and refuses calls after it. Subscriptions run
- * without one: they live as long as the client wants.
+ * Gives every query and mutation (HTTP or websocket) a deadline in its context; the upstream
+ * client cuts each of its calls to end by then and refuses calls after it. Subscriptions run
+ * without one: they live as long as the client wants. The errors of a result are tagged with the
+ * request's id, so the line that logs one (Yoga's, when it masks it) names the request.
  */
 function operationDeadline(timeoutMs: number): GatewayPlugin {
   return {
-    onExecute({ executeFn, setExecuteFn }) {
-      setExecuteFn((args) => {
-        const parent = requestScope.getStore();
-        const scope = {
-          requestId: parent?.requestId ?? randomUUID(),
-          ip: parent?.ip ?? 'unknown',
-          deadline: Date.now() + timeoutMs,
-        };
-        return requestScope.run(scope, () => executeFn(args));
-      });
+    onExecute({ args }) {
+      const context = args.contextValue as Context;
+      context.operation.deadline = Date.now() + timeoutMs;
+      return {
+        onExecuteDone({ result }) {
+          for (const error of (result as ExecutionResult).errors ?? []) {
+            tagError(error, context.requestId);
+          }
+        },
+      };
     },
   };
 }

@@ -1,7 +1,7 @@
 import { createYoga, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import type { Logger } from 'pino';
 import type { LimitsConfig } from '../config.js';
-import type { GatewayMetrics } from '../observability/index.js';
+import { type GatewayMetrics, requestIdOfError } from '../observability/index.js';
 import type { Context, InitialContext } from '../schema/context.js';
 import { maskUnexpected } from '../schema/errors.js';
 import { schema } from '../schema/index.js';
@@ -70,7 +70,10 @@ export function createEngine(options: EngineOptions): Engine {
       },
       info: (...args) => logger.info(args.map(String).join(' ')),
       warn: (...args) => logger.warn(args.map(String).join(' ')),
-      error: (...args) => logger.error({ err: args[0] }, 'graphql error'),
+      error: (...args) => {
+        const reqId = requestIdOfError(args[0]);
+        logger.error({ err: args[0], ...(reqId === undefined ? {} : { reqId }) }, 'graphql error');
+      },
     },
   });
 }

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type GraphQLParams, processRegularResult } from 'graphql-yoga';
 import type { GatewayRateLimit } from '../engine/limits.js';
 import type { Engine } from '../engine/yoga.js';
-import { requestScope } from '../observability/index.js';
+import { scopeOf, tagError } from '../observability/index.js';
 import { isValidToken } from '../upstream/credentials.js';
 
 /**
@@ -177,23 +177,28 @@ async function answer(
     headers: req.headers as Record<string, string>,
   });
   try {
-    const refused = await options.rateLimit?.check(
-      tokenOf(req),
-      requestScope.getStore()?.ip ?? 'unknown',
-      1,
-    );
+    const refused = await options.rateLimit?.check(tokenOf(req), scopeOf(req)?.ip ?? 'unknown', 1);
     const result = refused
       ? { errors: [refused] }
       : await engine.getResultForParams({ params, request }, { req, res });
     await send(res, result, mediaType, engine);
   } catch (error) {
     // What Yoga's own handler would have turned into a 500: never leave the client hanging.
-    engine.logger.error(error);
+    logWithRequest(engine, req, error);
     if (!res.headersSent) {
       res.writeHead(500, { 'content-type': `${mediaType}; charset=utf-8` });
     }
     res.end(JSON.stringify({ errors: [{ message: 'Unexpected error.' }] }));
   }
+}
+
+/** Logs `error` through Yoga's logger, with the id of the request it broke. */
+function logWithRequest(engine: Engine, req: IncomingMessage, error: unknown): void {
+  const scope = scopeOf(req);
+  if (scope) {
+    tagError(error, scope.requestId);
+  }
+  engine.logger.error(error);
 }
 
 function tokenOf(req: IncomingMessage): string | null {
@@ -275,7 +280,7 @@ function replayToYoga(
       res.end(bytes);
     })
     .catch((error: unknown) => {
-      engine.logger.error(error);
+      logWithRequest(engine, req, error);
       res.destroy();
     });
 }

@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import type { Services } from '../app/services.js';
 import type { CorsOrigins } from '../config.js';
 import type { Engine } from '../engine/yoga.js';
-import { requestIdFrom, requestScope, routeOf } from '../observability/index.js';
+import { bindScope, requestIdFrom, routeOf } from '../observability/index.js';
 import { clientIp } from './client-ip.js';
 import { connectionCap, httpTimeouts } from './connections.js';
 import { graphqlFront } from './cors.js';
@@ -32,8 +32,8 @@ export interface HttpFront {
 
 /**
  * The HTTP front: `/health`, `/ready`, `/` → `/graphql`, GraphiQL, CORS and the method check of
- * `/graphql`, then the engine. Every request runs in a scope with its id (echoed as
- * X-Request-Id, on every log line) and ends with one access log line and one duration sample.
+ * `/graphql`, then the engine. Every request gets a scope with its id (echoed as X-Request-Id, on
+ * its log lines) and address, and ends with one access log line and one duration sample.
  */
 export function createHttpFront(
   options: HttpFrontOptions,
@@ -68,8 +68,8 @@ export function createHttpFront(
         'request',
       );
     });
-    const ip = clientIp(req, options.trustProxy ?? false);
-    requestScope.run({ requestId, ip }, () => route(req, res));
+    bindScope(req, { requestId, ip: clientIp(req, options.trustProxy ?? false) });
+    route(req, res);
   });
   const sockets = trackSockets(server, options, services);
   return {

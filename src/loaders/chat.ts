@@ -1,4 +1,4 @@
-import type { EndpointName, MisskeyClient } from '../upstream/client.js';
+import type { CallOptions, EndpointName, MisskeyClient } from '../upstream/client.js';
 
 /**
  * How many chat read calls one GraphQL request keeps in flight at once. A page of 20 rooms each
@@ -49,11 +49,12 @@ export async function loadChatReads(
   client: MisskeyClient,
   token: string | null,
   reads: readonly ChatRead[],
+  options: CallOptions = {},
   concurrency = CHAT_READ_CONCURRENCY,
 ): Promise<(unknown | Error)[]> {
   return mapLimit(reads, concurrency, async (read) => {
     try {
-      return await client.call(read.endpoint, read.params as never, token);
+      return await client.call(read.endpoint, read.params as never, token, options);
     } catch (error) {
       return error instanceof Error ? error : new Error(String(error));
     }

@@ -1,4 +1,4 @@
-import type { MisskeyClient } from '../upstream/client.js';
+import type { CallOptions, MisskeyClient } from '../upstream/client.js';
 import type { UserDetailed } from '../upstream/entities.js';
 
 /**
@@ -12,6 +12,7 @@ export async function loadUsers(
   client: MisskeyClient,
   token: string | null,
   ids: readonly string[],
+  options: CallOptions = {},
 ): Promise<(UserDetailed | null)[]> {
   const unique = [...new Set(ids)];
   const chunks: string[][] = [];
@@ -21,7 +22,9 @@ export async function loadUsers(
   const results = await Promise.all(
     chunks.map(
       (userIds) =>
-        client.call('users/show', { userIds }, token) as unknown as Promise<UserDetailed[]>,
+        client.call('users/show', { userIds }, token, options) as unknown as Promise<
+          UserDetailed[]
+        >,
     ),
   );
   const byId = new Map<string, UserDetailed>();

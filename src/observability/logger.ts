@@ -6,11 +6,11 @@ import {
   stdSerializers,
 } from 'pino';
 import type { LogLevel } from '../config.js';
-import { requestScope } from './request-scope.js';
 
 /**
- * Logs are pino JSON lines; every line written while serving a request carries its `reqId`;
- * credentials are redacted by path and scrubbed from error text.
+ * Logs are pino JSON lines; the lines of a request (its access line, its upstream calls, its
+ * unexpected errors) carry its `reqId`; credentials are redacted by path and scrubbed from error
+ * text.
  */
 
 const BEARER = /(bearer\s+)(?:bearer\s+)*[^\s"',;]+/gi;
@@ -78,10 +78,6 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
     timestamp: pino.stdTimeFunctions.isoTime,
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     serializers: { err: serializeError },
-    mixin: () => {
-      const scope = requestScope.getStore();
-      return scope ? { reqId: scope.requestId } : {};
-    },
   };
   return pino(options, destination ?? bufferedStdout());
 }

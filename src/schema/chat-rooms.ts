@@ -101,8 +101,8 @@ function chatReads(ctx: Context): DataLoader<ChatRead, unknown, string> {
     () =>
       new DataLoader<ChatRead, unknown, string>(
         async (reads) =>
-          (await loadChatReads(ctx.client, ctx.token, reads)).map((result) =>
-            result instanceof Error ? (fromUpstream(result) as Error) : result,
+          (await loadChatReads(ctx.client, ctx.token, reads, ctx.callOptions(ctx.token))).map(
+            (result) => (result instanceof Error ? (fromUpstream(result) as Error) : result),
           ),
         { cacheKeyFn: chatReadKey },
       ),

@@ -1,8 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import DataLoader from 'dataloader';
 import type { YogaInitialContext } from 'graphql-yoga';
 import type { UserCache } from '../loaders/user-cache.js';
 import { loadUsers } from '../loaders/users.js';
+import { scopeOf } from '../observability/request-scope.js';
 import type {
+  CallOptions,
   EndpointName,
   EndpointParams,
   EndpointResult,
@@ -26,6 +29,17 @@ export interface Context {
   /** The caller's Misskey token, or null. Never logged, never put in an error. */
   readonly token: string | null;
   readonly client: MisskeyClient;
+  /** The request's id (a websocket operation gets one of its own), on its log lines. */
+  readonly requestId: string;
+  /** The client's address ('unknown' for a websocket operation). */
+  readonly ip: string;
+  /** The operation's deadline (epoch ms), set when a query or mutation starts executing; its
+   *  upstream calls are cut to end by then. An object of its own: Yoga copies the context's
+   *  fields into the context it executes with, and this one must be seen by both. */
+  readonly operation: { deadline?: number };
+  /** What an upstream call of this operation is sent with (`token`: the call's own): the
+   *  deadline, the request's id and, for a call without a token, the caller's address. */
+  callOptions(token: string | null): CallOptions;
   /** Calls Misskey with the caller's token; failures become client-safe GraphQL errors. */
   call<E extends EndpointName>(endpoint: E, params: EndpointParams<E>): Promise<EndpointResult<E>>;
   /** Calls Misskey without any credential (public data that may be shared between callers). */
@@ -53,13 +67,20 @@ export class UserDirectory {
   readonly #cache: UserCache | null;
   readonly #client: MisskeyClient;
   readonly #token: string | null;
+  readonly #callOptions: () => CallOptions;
   #viaCache: DataLoader<string, AnyUser | null> | undefined;
   #loader: DataLoader<string, UserDetailed | null> | undefined;
 
-  constructor(client: MisskeyClient, token: string | null, cache: UserCache | null = null) {
+  constructor(
+    client: MisskeyClient,
+    token: string | null,
+    cache: UserCache | null = null,
+    callOptions: () => CallOptions = () => ({}),
+  ) {
     this.#client = client;
     this.#token = token;
     this.#cache = cache;
+    this.#callOptions = callOptions;
   }
 
   /** The batched `users/show` loader, created on first use (many requests and events need
@@ -68,7 +89,7 @@ export class UserDirectory {
     this.#loader ??= new DataLoader(
       async (ids) => {
         try {
-          const users = await loadUsers(this.#client, this.#token, ids);
+          const users = await loadUsers(this.#client, this.#token, ids, this.#callOptions());
           for (const user of users) {
             if (user) {
               this.#cache?.put(user);
@@ -210,24 +231,37 @@ export function tokenFrom(initial: InitialContext): string | null {
 export function createContextFactory(client: MisskeyClient, userCache: UserCache | null = null) {
   return (initial: InitialContext): Context => {
     const token = tokenFrom(initial);
+    // The HTTP front's scope of the request; a websocket operation has none.
+    const scope = scopeOf((initial as { req?: unknown }).req);
     const call = async <E extends EndpointName>(
       endpoint: E,
       params: EndpointParams<E>,
       withToken: string | null,
     ): Promise<EndpointResult<E>> => {
       try {
-        return await client.call(endpoint, params, withToken);
+        return await client.call(endpoint, params, withToken, base.callOptions(withToken));
       } catch (error) {
         throw fromUpstream(error);
       }
     };
-    const context = {
+    const base: Omit<Context, 'users' | 'viewer' | 'loader'> = {
       token,
       client,
+      requestId: scope?.requestId ?? randomUUID(),
+      ip: scope?.ip ?? 'unknown',
+      operation: {},
+      callOptions: (withToken) => ({
+        deadline: base.operation.deadline,
+        requestId: base.requestId,
+        // With a token the client counts the call for the token; without, for the address.
+        ...(withToken === null ? { caller: base.ip } : {}),
+      }),
       call: (endpoint, params) => call(endpoint, params, token),
       callPublic: (endpoint, params) => call(endpoint, params, null),
       userCache,
-    } as Context;
+    };
+    // `renewCaches` adds the rest.
+    const context = base as Context;
     renewCaches(context);
     return context;
   };
@@ -239,7 +273,9 @@ export function renewCaches(context: Context): void {
   const loaders = new Map<string, DataLoader<unknown, unknown>>();
   let viewer: Promise<MeDetailed> | undefined;
   const fresh: Pick<Context, 'users' | 'viewer' | 'loader'> = {
-    users: new UserDirectory(context.client, context.token, context.userCache),
+    users: new UserDirectory(context.client, context.token, context.userCache, () =>
+      context.callOptions(context.token),
+    ),
     viewer: () => {
       viewer ??= context.call('i', {}).then((me) => {
         context.users.remember(me as unknown as UserDetailed);

@@ -119,7 +119,7 @@ export async function uploadToDrive(
         fields,
         { name: upload.name, type: upload.type, body: body() },
         ctx.token,
-        { signal: upload.signal },
+        { ...ctx.callOptions(ctx.token), signal: upload.signal },
       );
     } catch (error) {
       if (over || upload.stream.truncated) {

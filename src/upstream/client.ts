@@ -55,13 +55,14 @@ export interface MisskeyClientOptions {
   breaker?: BreakerOptions;
   /**
    * The deadline (epoch ms) of the operation the current call belongs to, if any: calls are cut
-   * to end by then and refused once it has passed. Read at each call (e.g. from an
-   * AsyncLocalStorage scope).
+   * to end by then and refused once it has passed. Read at each call without
+   * `CallOptions.deadline` (the gateway passes that option instead).
    */
   deadline?: () => number | undefined;
   /**
-   * Who the current call is made for when it carries no token (e.g. the client address from an
-   * AsyncLocalStorage scope): the breaker counts a bounded share of failures per caller.
+   * Who the current call is made for when it carries no token and no `CallOptions.caller` (the
+   * gateway passes the client address there): the breaker counts a bounded share of failures
+   * per caller.
    */
   caller?: () => string | undefined;
   /** Traces each request sent (a span per attempt; its headers go with the request). Off unless
@@ -78,6 +79,8 @@ export interface UpstreamCallEvent {
   error?: string;
   /** 0 for the first attempt, 1… for retries. */
   attempt: number;
+  /** The id of the request the call was made for (`CallOptions.requestId`). */
+  requestId?: string;
 }
 
 export interface CallOptions {
@@ -88,6 +91,8 @@ export interface CallOptions {
   deadline?: number;
   /** Who the call is made for, overriding the token's hash and the `caller` provider. */
   caller?: string;
+  /** The id of the request the call is made for, passed on to `onCall`. */
+  requestId?: string;
 }
 
 /** Sockets of the pool (undici `PoolStats`). */
@@ -348,7 +353,13 @@ export class MisskeyClient {
         prepared,
       );
       span?.end(status);
-      this.#onCall?.({ endpoint, status, durationMs: performance.now() - started, attempt });
+      this.#onCall?.({
+        endpoint,
+        status,
+        durationMs: performance.now() - started,
+        attempt,
+        requestId: options.requestId,
+      });
       return result;
     } catch (error) {
       span?.end(status, (error as Error).name);
@@ -358,6 +369,7 @@ export class MisskeyClient {
         durationMs: performance.now() - started,
         error: (error as Error).name,
         attempt,
+        requestId: options.requestId,
       });
       throw error;
     }
