@@ -100,17 +100,20 @@ function upstreamClient(
         status: statusLabel(event.status),
       });
       metrics?.upstreamDuration.observe({ endpoint: event.endpoint }, event.durationMs / 1000);
-      logger.debug(
-        {
-          ...(event.requestId === undefined ? {} : { reqId: event.requestId }),
-          endpoint: event.endpoint,
-          status: event.status,
-          ms: Math.round(event.durationMs),
-          attempt: event.attempt,
-          ...(event.error ? { error: event.error } : {}),
-        },
-        'upstream call',
-      );
+      // Built only when written: at the default level no call pays for the line.
+      if (logger.isLevelEnabled('debug')) {
+        logger.debug(
+          {
+            ...(event.requestId === undefined ? {} : { reqId: event.requestId }),
+            endpoint: event.endpoint,
+            status: event.status,
+            ms: Math.round(event.durationMs),
+            attempt: event.attempt,
+            ...(event.error ? { error: event.error } : {}),
+          },
+          'upstream call',
+        );
+      }
       options.onUpstreamCall?.(event);
     },
     onRefused: ({ endpoint, reason }) => {
