@@ -1,3 +1,4 @@
+import { contextCacheSymbol } from '@pothos/core';
 import DataLoader from 'dataloader';
 import type { YogaInitialContext } from 'graphql-yoga';
 import type { UserCache } from '../loaders/user-cache.js';
@@ -49,7 +50,8 @@ export interface Context {
  * shared cache of lite users (when on) between the two.
  */
 export class UserDirectory {
-  readonly #embedded = new Map<string, AnyUser>();
+  /** Created on first use: many requests and events embed no user. */
+  #embedded: Map<string, AnyUser> | undefined;
   readonly #cache: UserCache | null;
   readonly #client: MisskeyClient;
   readonly #token: string | null;
@@ -92,6 +94,7 @@ export class UserDirectory {
     if (isDetailed(user)) {
       this.loader.prime(user.id, user);
     }
+    this.#embedded ??= new Map();
     const known = this.#embedded.get(user.id);
     if (!known || (!isDetailed(known) && isDetailed(user))) {
       this.#embedded.set(user.id, user);
@@ -102,7 +105,7 @@ export class UserDirectory {
   /** A user by id: embedded if seen in this request, else the shared lite cache, else through
    *  the loader (null if unknown). Detail fields of a lite user load the detailed form. */
   async byId(id: string): Promise<AnyUser | null> {
-    const embedded = this.#embedded.get(id);
+    const embedded = this.#embedded?.get(id);
     if (embedded) {
       return embedded;
     }
@@ -207,54 +210,96 @@ export function tokenFrom(initial: InitialContext): string | null {
   return credential.kind === 'token' ? credential.token : null;
 }
 
+/** Where a context keeps its per-request state (see `renewCaches`). */
+const REQUEST_STATE = Symbol('requestState');
+
+/** A request's viewer and loaders, created on first use. */
+interface RequestState {
+  viewer?: Promise<MeDetailed>;
+  loaders?: Map<string, DataLoader<unknown, unknown>>;
+}
+
+type ContextFields = Context & {
+  [REQUEST_STATE]: RequestState | undefined;
+  [contextCacheSymbol]: object;
+};
+
+/** The methods of every context, shared: they read the context they are called on (`this`), so
+ *  a context (one per websocket operation, kept while it runs) holds no closures of its own. */
+const contextMethods: Pick<Context, 'call' | 'callPublic' | 'viewer' | 'loader'> = {
+  call(this: Context, endpoint, params) {
+    return callUpstream(this.client, endpoint, params, this.token);
+  },
+  callPublic(this: Context, endpoint, params) {
+    return callUpstream(this.client, endpoint, params, null);
+  },
+  viewer(this: Context) {
+    const state = requestState(this);
+    state.viewer ??= this.call('i', {}).then((me) => {
+      this.users.remember(me as unknown as UserDetailed);
+      return me;
+    });
+    return state.viewer;
+  },
+  loader<K, V>(this: Context, name: string, create: () => DataLoader<K, V>) {
+    const state = requestState(this);
+    state.loaders ??= new Map();
+    let loader = state.loaders.get(name) as DataLoader<K, V> | undefined;
+    if (!loader) {
+      loader = create();
+      state.loaders.set(name, loader as DataLoader<unknown, unknown>);
+    }
+    return loader;
+  },
+};
+
+async function callUpstream<E extends EndpointName>(
+  client: MisskeyClient,
+  endpoint: E,
+  params: EndpointParams<E>,
+  token: string | null,
+): Promise<EndpointResult<E>> {
+  try {
+    return await client.call(endpoint, params, token);
+  } catch (error) {
+    throw fromUpstream(error);
+  }
+}
+
+function requestState(context: Context): RequestState {
+  const fields = context as ContextFields;
+  fields[REQUEST_STATE] ??= {};
+  return fields[REQUEST_STATE];
+}
+
 export function createContextFactory(client: MisskeyClient, userCache: UserCache | null = null) {
   return (initial: InitialContext): Context => {
     const token = tokenFrom(initial);
-    const call = async <E extends EndpointName>(
-      endpoint: E,
-      params: EndpointParams<E>,
-      withToken: string | null,
-    ): Promise<EndpointResult<E>> => {
-      try {
-        return await client.call(endpoint, params, withToken);
-      } catch (error) {
-        throw fromUpstream(error);
-      }
-    };
     const context = {
       token,
       client,
-      call: (endpoint, params) => call(endpoint, params, token),
-      callPublic: (endpoint, params) => call(endpoint, params, null),
+      ...contextMethods,
       userCache,
-    } as Context;
-    renewCaches(context);
+      users: new UserDirectory(client, token, userCache),
+      [REQUEST_STATE]: undefined,
+      [contextCacheSymbol]: {},
+    } satisfies ContextFields;
     return context;
   };
 }
 
-/** Gives `context` fresh per-request caches (users, viewer, loaders): at creation, and before
- *  each event of a subscription (Pothos' advice: loaders must not live across events). */
+/** Gives `context` fresh per-request caches (users, viewer, loaders, and Pothos' per-request
+ *  cache, which holds the auth scopes' answers): before each event of a subscription (Pothos'
+ *  advice: loaders must not live across events), and once its stream is open, so what its
+ *  subscribe resolver loaded is not kept while the subscription waits. */
 export function renewCaches(context: Context): void {
-  const loaders = new Map<string, DataLoader<unknown, unknown>>();
-  let viewer: Promise<MeDetailed> | undefined;
-  const fresh: Pick<Context, 'users' | 'viewer' | 'loader'> = {
-    users: new UserDirectory(context.client, context.token, context.userCache),
-    viewer: () => {
-      viewer ??= context.call('i', {}).then((me) => {
-        context.users.remember(me as unknown as UserDetailed);
-        return me;
-      });
-      return viewer;
-    },
-    loader: <K, V>(name: string, create: () => DataLoader<K, V>) => {
-      let loader = loaders.get(name) as DataLoader<K, V> | undefined;
-      if (!loader) {
-        loader = create();
-        loaders.set(name, loader as DataLoader<unknown, unknown>);
-      }
-      return loader;
-    },
-  };
-  Object.assign(context, fresh);
+  const fields = context as ContextFields;
+  (fields as { users: UserDirectory }).users = new UserDirectory(
+    context.client,
+    context.token,
+    context.userCache,
+  );
+  fields[REQUEST_STATE] = undefined;
+  // Pothos keys its per-request cache by this object when the context has one.
+  fields[contextCacheSymbol] = {};
 }
