@@ -368,10 +368,14 @@ function mapEvents<T, R>(
       Promise.resolve(events.return?.()).then(() => {
         throw error;
       }),
-    [Symbol.asyncIterator]() {
-      return this;
-    },
+    // A shared function: a method written here would be a new closure per subscription, with
+    // its name ("[Symbol.asyncIterator]") built anew for each.
+    [Symbol.asyncIterator]: returnThis,
   };
+}
+
+function returnThis<T>(this: T): T {
+  return this;
 }
 
 type ExecuteFn = typeof execute;

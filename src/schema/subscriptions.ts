@@ -577,6 +577,9 @@ interface StreamExtras<T> {
   missedMessages?: boolean;
 }
 
+/** Shared by the subscriptions that add nothing (a default `{}` would be one object each). */
+const NO_EXTRAS: StreamExtras<never> = {};
+
 /**
  * Joins a hub channel and returns its events as an async iterator. Resolves once the upstream
  * channel is connected (so a refused channel is an error of the subscription itself). Before each
@@ -586,7 +589,7 @@ async function openStream<T>(
   ctx: Context,
   spec: ChannelSpec,
   map: (event: StreamEvent) => T | null,
-  extras: StreamExtras<T> = {},
+  extras: StreamExtras<T> = NO_EXTRAS,
 ): Promise<AsyncIterableIterator<T | Failure>> {
   const hub = hubOf(ctx);
   await identify(hub, ctx);
