@@ -351,28 +351,31 @@ function compiledEvents(): SubscribeFn {
 
 type SubscribeFn = typeof subscribe;
 
-/** `events` with `map` applied to each, passing `return` through (the client unsubscribing). */
+/** `events` with `map` applied to each, passing `return` through (the client unsubscribing).
+ *  Promise chains, not async functions: a subscription waits in `next()` for as long as it
+ *  lives, and a suspended async function would keep its whole frame for that time. */
 function mapEvents<T, R>(
   events: AsyncIterableIterator<T>,
   map: (event: T) => Promise<R>,
 ): AsyncIterableIterator<R> {
+  const done = { value: undefined, done: true } as const;
+  const step = (next: IteratorResult<T>): IteratorResult<R> | Promise<IteratorResult<R>> =>
+    next.done ? next : map(next.value).then((value) => ({ value, done: false }));
   return {
-    next: async () => {
-      const step = await events.next();
-      return step.done ? step : { value: await map(step.value), done: false };
-    },
-    return: async () => {
-      await events.return?.();
-      return { value: undefined, done: true };
-    },
-    throw: async (error) => {
-      await events.return?.();
-      throw error;
-    },
-    [Symbol.asyncIterator]() {
-      return this;
-    },
+    next: () => events.next().then(step),
+    return: () => Promise.resolve(events.return?.()).then(() => done),
+    throw: (error) =>
+      Promise.resolve(events.return?.()).then(() => {
+        throw error;
+      }),
+    // A shared function: a method written here would be a new closure per subscription, with
+    // its name ("[Symbol.asyncIterator]") built anew for each.
+    [Symbol.asyncIterator]: returnThis,
   };
+}
+
+function returnThis<T>(this: T): T {
+  return this;
 }
 
 type ExecuteFn = typeof execute;

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { contextCacheSymbol } from '@pothos/core';
 import DataLoader from 'dataloader';
 import type { YogaInitialContext } from 'graphql-yoga';
 import type { UserCache } from '../loaders/user-cache.js';
@@ -63,11 +64,12 @@ export interface Context {
  * shared cache of lite users (when on) between the two.
  */
 export class UserDirectory {
-  readonly #embedded = new Map<string, AnyUser>();
+  /** Created on first use: many requests and events embed no user. */
+  #embedded: Map<string, AnyUser> | undefined;
   readonly #cache: UserCache | null;
   readonly #client: MisskeyClient;
   readonly #token: string | null;
-  readonly #callOptions: () => CallOptions;
+  readonly #calls: Pick<Context, 'callOptions'> | null;
   #viaCache: DataLoader<string, AnyUser | null> | undefined;
   #loader: DataLoader<string, UserDetailed | null> | undefined;
 
@@ -75,12 +77,12 @@ export class UserDirectory {
     client: MisskeyClient,
     token: string | null,
     cache: UserCache | null = null,
-    callOptions: () => CallOptions = () => ({}),
+    calls: Pick<Context, 'callOptions'> | null = null,
   ) {
     this.#client = client;
     this.#token = token;
     this.#cache = cache;
-    this.#callOptions = callOptions;
+    this.#calls = calls;
   }
 
   /** The batched `users/show` loader, created on first use (many requests and events need
@@ -89,7 +91,12 @@ export class UserDirectory {
     this.#loader ??= new DataLoader(
       async (ids) => {
         try {
-          const users = await loadUsers(this.#client, this.#token, ids, this.#callOptions());
+          const users = await loadUsers(
+            this.#client,
+            this.#token,
+            ids,
+            this.#calls?.callOptions(this.#token),
+          );
           for (const user of users) {
             if (user) {
               this.#cache?.put(user);
@@ -113,6 +120,7 @@ export class UserDirectory {
     if (isDetailed(user)) {
       this.loader.prime(user.id, user);
     }
+    this.#embedded ??= new Map();
     const known = this.#embedded.get(user.id);
     if (!known || (!isDetailed(known) && isDetailed(user))) {
       this.#embedded.set(user.id, user);
@@ -123,7 +131,7 @@ export class UserDirectory {
   /** A user by id: embedded if seen in this request, else the shared lite cache, else through
    *  the loader (null if unknown). Detail fields of a lite user load the detailed form. */
   async byId(id: string): Promise<AnyUser | null> {
-    const embedded = this.#embedded.get(id);
+    const embedded = this.#embedded?.get(id);
     if (embedded) {
       return embedded;
     }
@@ -228,69 +236,112 @@ export function tokenFrom(initial: InitialContext): string | null {
   return credential.kind === 'token' ? credential.token : null;
 }
 
+/** Where a context keeps its per-request state (see `renewCaches`). */
+const REQUEST_STATE = Symbol('requestState');
+
+/** A request's viewer and loaders, created on first use. */
+interface RequestState {
+  viewer?: Promise<MeDetailed>;
+  loaders?: Map<string, DataLoader<unknown, unknown>>;
+}
+
+type ContextFields = Context & {
+  [REQUEST_STATE]: RequestState | undefined;
+  [contextCacheSymbol]: object;
+};
+
+/** The methods of every context, shared: they read the context they are called on (`this`), so
+ *  a context (one per websocket operation, kept while it runs) holds no closures of its own. */
+const contextMethods: Pick<Context, 'call' | 'callPublic' | 'callOptions' | 'viewer' | 'loader'> = {
+  call(this: Context, endpoint, params) {
+    return callUpstream(this.client, endpoint, params, this.token, this.callOptions(this.token));
+  },
+  callPublic(this: Context, endpoint, params) {
+    return callUpstream(this.client, endpoint, params, null, this.callOptions(null));
+  },
+  callOptions(this: Context, token) {
+    return {
+      deadline: this.operation.deadline,
+      requestId: this.requestId,
+      // With a token the client counts the call for the token; without, for the address.
+      ...(token === null ? { caller: this.ip } : {}),
+    };
+  },
+  viewer(this: Context) {
+    const state = requestState(this);
+    state.viewer ??= this.call('i', {}).then((me) => {
+      this.users.remember(me as unknown as UserDetailed);
+      return me;
+    });
+    return state.viewer;
+  },
+  loader<K, V>(this: Context, name: string, create: () => DataLoader<K, V>) {
+    const state = requestState(this);
+    state.loaders ??= new Map();
+    let loader = state.loaders.get(name) as DataLoader<K, V> | undefined;
+    if (!loader) {
+      loader = create();
+      state.loaders.set(name, loader as DataLoader<unknown, unknown>);
+    }
+    return loader;
+  },
+};
+
+async function callUpstream<E extends EndpointName>(
+  client: MisskeyClient,
+  endpoint: E,
+  params: EndpointParams<E>,
+  token: string | null,
+  options: CallOptions,
+): Promise<EndpointResult<E>> {
+  try {
+    return await client.call(endpoint, params, token, options);
+  } catch (error) {
+    throw fromUpstream(error);
+  }
+}
+
+function requestState(context: Context): RequestState {
+  const fields = context as ContextFields;
+  fields[REQUEST_STATE] ??= {};
+  return fields[REQUEST_STATE];
+}
+
 export function createContextFactory(client: MisskeyClient, userCache: UserCache | null = null) {
   return (initial: InitialContext): Context => {
     const token = tokenFrom(initial);
     // The HTTP front's scope of the request; a websocket operation has none.
     const scope = scopeOf((initial as { req?: unknown }).req);
-    const call = async <E extends EndpointName>(
-      endpoint: E,
-      params: EndpointParams<E>,
-      withToken: string | null,
-    ): Promise<EndpointResult<E>> => {
-      try {
-        return await client.call(endpoint, params, withToken, base.callOptions(withToken));
-      } catch (error) {
-        throw fromUpstream(error);
-      }
-    };
-    const base: Omit<Context, 'users' | 'viewer' | 'loader'> = {
+    const context = {
       token,
       client,
       requestId: scope?.requestId ?? randomUUID(),
       ip: scope?.ip ?? 'unknown',
       operation: {},
-      callOptions: (withToken) => ({
-        deadline: base.operation.deadline,
-        requestId: base.requestId,
-        // With a token the client counts the call for the token; without, for the address.
-        ...(withToken === null ? { caller: base.ip } : {}),
-      }),
-      call: (endpoint, params) => call(endpoint, params, token),
-      callPublic: (endpoint, params) => call(endpoint, params, null),
+      ...contextMethods,
       userCache,
-    };
-    // `renewCaches` adds the rest.
-    const context = base as Context;
-    renewCaches(context);
+      users: undefined as unknown as UserDirectory,
+      [REQUEST_STATE]: undefined,
+      [contextCacheSymbol]: {},
+    } satisfies ContextFields;
+    context.users = new UserDirectory(client, token, userCache, context);
     return context;
   };
 }
 
-/** Gives `context` fresh per-request caches (users, viewer, loaders): at creation, and before
- *  each event of a subscription (Pothos' advice: loaders must not live across events). */
+/** Gives `context` fresh per-request caches (users, viewer, loaders, and Pothos' per-request
+ *  cache, which holds the auth scopes' answers): before each event of a subscription (Pothos'
+ *  advice: loaders must not live across events), and once its stream is open, so what its
+ *  subscribe resolver loaded is not kept while the subscription waits. */
 export function renewCaches(context: Context): void {
-  const loaders = new Map<string, DataLoader<unknown, unknown>>();
-  let viewer: Promise<MeDetailed> | undefined;
-  const fresh: Pick<Context, 'users' | 'viewer' | 'loader'> = {
-    users: new UserDirectory(context.client, context.token, context.userCache, () =>
-      context.callOptions(context.token),
-    ),
-    viewer: () => {
-      viewer ??= context.call('i', {}).then((me) => {
-        context.users.remember(me as unknown as UserDetailed);
-        return me;
-      });
-      return viewer;
-    },
-    loader: <K, V>(name: string, create: () => DataLoader<K, V>) => {
-      let loader = loaders.get(name) as DataLoader<K, V> | undefined;
-      if (!loader) {
-        loader = create();
-        loaders.set(name, loader as DataLoader<unknown, unknown>);
-      }
-      return loader;
-    },
-  };
-  Object.assign(context, fresh);
+  const fields = context as ContextFields;
+  (fields as { users: UserDirectory }).users = new UserDirectory(
+    context.client,
+    context.token,
+    context.userCache,
+    context,
+  );
+  fields[REQUEST_STATE] = undefined;
+  // Pothos keys its per-request cache by this object when the context has one.
+  fields[contextCacheSymbol] = {};
 }

@@ -228,14 +228,15 @@ builder.subscriptionFields((t) => ({
         }
         spec = { channel: 'chatRoom', roomId };
       }
-      const authors = new Map<string, string>();
       const otherId = spec.channel === 'chatUser' ? spec.otherId : null;
+      // Authors of recent messages, to tell who reacted: only direct conversations need them.
+      const authors = otherId === null ? null : new Map<string, string>();
       return openStream<ChatEventPayload>(ctx, spec, (event) => {
         const body = event.body as Record<string, unknown> | string | null;
         switch (event.type) {
           case 'message': {
             const message = body as unknown as ChatMessageShape;
-            if (otherId !== null) {
+            if (authors !== null) {
               authors.set(message.id, message.fromUserId);
               if (authors.size > 1_000) {
                 authors.delete(authors.keys().next().value as string);
@@ -257,7 +258,7 @@ builder.subscriptionFields((t) => ({
               reaction: reaction.reaction,
               user: reaction.user ?? null,
               direct:
-                otherId === null
+                otherId === null || authors === null
                   ? null
                   : { viewerId, otherId, authorId: authors.get(reaction.messageId) ?? null },
             };
@@ -576,6 +577,9 @@ interface StreamExtras<T> {
   missedMessages?: boolean;
 }
 
+/** Shared by the subscriptions that add nothing (a default `{}` would be one object each). */
+const NO_EXTRAS: StreamExtras<never> = {};
+
 /**
  * Joins a hub channel and returns its events as an async iterator. Resolves once the upstream
  * channel is connected (so a refused channel is an error of the subscription itself). Before each
@@ -585,7 +589,7 @@ async function openStream<T>(
   ctx: Context,
   spec: ChannelSpec,
   map: (event: StreamEvent) => T | null,
-  extras: StreamExtras<T> = {},
+  extras: StreamExtras<T> = NO_EXTRAS,
 ): Promise<AsyncIterableIterator<T | Failure>> {
   const hub = hubOf(ctx);
   await identify(hub, ctx);
@@ -632,6 +636,9 @@ async function openStream<T>(
     subscription.close();
     throw streamError(error);
   }
+  // What the subscribe resolver loaded (the room, users, auth scopes) is not kept while the
+  // subscription waits for events; each event starts from fresh caches too.
+  renewCaches(ctx);
   queue.beforeEach = () => renewCaches(ctx);
   const detach = extras.attach?.(push);
   if (detach) {

@@ -192,13 +192,8 @@ async function prepare(
     }
     params = { ...params, query: resolved.query };
   }
-  const enveloped = engine.getEnveloped({
-    ...ctx,
-    req: ctx.extra.request,
-    socket: ctx.extra.socket,
-    params,
-    connectionParams: ctx.connectionParams,
-  });
+  const initial = initialContext(ctx, params);
+  const enveloped = engine.getEnveloped(initial);
   let document: DocumentNode;
   try {
     document = enveloped.parse(params.query);
@@ -222,5 +217,25 @@ async function prepare(
     variableValues: params.variables,
     contextValue: await enveloped.contextFactory(),
     rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
+  };
+}
+
+/** The operation's initial context: graphql-ws's context and the request, written as one
+ *  literal so every operation's context shares one object shape (a spread of graphql-ws's
+ *  context gave each its own). */
+function initialContext(ctx: SocketContext, params: SubscribePayload) {
+  const socketContext = ctx as SocketContext & {
+    connectionInitReceived?: boolean;
+    acknowledged?: boolean;
+  };
+  return {
+    connectionInitReceived: socketContext.connectionInitReceived,
+    acknowledged: socketContext.acknowledged,
+    subscriptions: ctx.subscriptions,
+    extra: ctx.extra,
+    req: ctx.extra.request,
+    socket: ctx.extra.socket,
+    params,
+    connectionParams: ctx.connectionParams,
   };
 }
