@@ -86,7 +86,7 @@ export function gatewayPlugins(options: PluginOptions = {}): GatewayPlugin[] {
     // Queries and mutations run compiled (graphql-jit); must come before the deadline wrapper.
     jitExecution(),
     // Each query or mutation gets a deadline that its upstream calls inherit.
-    operationDeadline(options.operationTimeoutMs ?? 15_000),
+    operationScope(options.operationTimeoutMs ?? 15_000),
     // One span per query or mutation, child of the client's traceparent, active while it runs
     // so upstream calls are its children. After JIT and the deadline: it wraps their executor.
     ...((options.tracing ?? []) as GatewayPlugin[]),
@@ -430,12 +430,13 @@ function positionOf(source: Source, location: SourceLocation): number {
 }
 
 /**
- * Gives every query and mutation (HTTP or websocket) a deadline in its context; the upstream
- * client cuts each of its calls to end by then and refuses calls after it. Subscriptions run
- * without one: they live as long as the client wants. The errors of a result are tagged with the
- * request's id, so the line that logs one (Yoga's, when it masks it) names the request.
+ * What a query or mutation (HTTP or websocket) carries beyond its context's request id:
+ * - a deadline, in its context: the upstream client cuts each of its calls to end by then and
+ *   refuses calls after it (subscriptions have none: they live as long as the client wants);
+ * - its request id on the errors of its result, so the line that logs one (Yoga's, when it
+ *   masks it) names the request.
  */
-function operationDeadline(timeoutMs: number): GatewayPlugin {
+function operationScope(timeoutMs: number): GatewayPlugin {
   return {
     onExecute({ args }) {
       const context = args.contextValue as Context;

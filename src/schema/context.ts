@@ -63,43 +63,31 @@ export interface Context {
  * Users of one request: a batched `users/show` loader, every user a response embedded, and the
  * shared cache of lite users (when on) between the two.
  */
+/** What a user directory reads from its request's context. */
+type UserDirectoryContext = Pick<Context, 'client' | 'token' | 'userCache' | 'callOptions'>;
+
 export class UserDirectory {
   /** Created on first use: many requests and events embed no user. */
   #embedded: Map<string, AnyUser> | undefined;
-  readonly #cache: UserCache | null;
-  readonly #client: MisskeyClient;
-  readonly #token: string | null;
-  readonly #calls: Pick<Context, 'callOptions'> | null;
+  readonly #context: UserDirectoryContext;
   #viaCache: DataLoader<string, AnyUser | null> | undefined;
   #loader: DataLoader<string, UserDetailed | null> | undefined;
 
-  constructor(
-    client: MisskeyClient,
-    token: string | null,
-    cache: UserCache | null = null,
-    calls: Pick<Context, 'callOptions'> | null = null,
-  ) {
-    this.#client = client;
-    this.#token = token;
-    this.#cache = cache;
-    this.#calls = calls;
+  constructor(context: UserDirectoryContext) {
+    this.#context = context;
   }
 
   /** The batched `users/show` loader, created on first use (many requests and events need
    *  none: their users are embedded or cached). */
   get loader(): DataLoader<string, UserDetailed | null> {
+    const { client, token, userCache } = this.#context;
     this.#loader ??= new DataLoader(
       async (ids) => {
         try {
-          const users = await loadUsers(
-            this.#client,
-            this.#token,
-            ids,
-            this.#calls?.callOptions(this.#token),
-          );
+          const users = await loadUsers(client, token, ids, this.#context.callOptions(token));
           for (const user of users) {
             if (user) {
-              this.#cache?.put(user);
+              userCache?.put(user);
             }
           }
           return users;
@@ -124,7 +112,7 @@ export class UserDirectory {
     const known = this.#embedded.get(user.id);
     if (!known || (!isDetailed(known) && isDetailed(user))) {
       this.#embedded.set(user.id, user);
-      this.#cache?.put(user);
+      this.#context.userCache?.put(user);
     }
   }
 
@@ -135,10 +123,11 @@ export class UserDirectory {
     if (embedded) {
       return embedded;
     }
-    if (!this.#cache) {
+    const cache = this.#context.userCache;
+    if (!cache) {
       return await this.loader.load(id);
     }
-    this.#viaCache ??= this.#cachedLoader(this.#cache);
+    this.#viaCache ??= this.#cachedLoader(cache);
     return await this.#viaCache.load(id);
   }
 
@@ -324,7 +313,7 @@ export function createContextFactory(client: MisskeyClient, userCache: UserCache
       [REQUEST_STATE]: undefined,
       [contextCacheSymbol]: {},
     } satisfies ContextFields;
-    context.users = new UserDirectory(client, token, userCache, context);
+    context.users = new UserDirectory(context);
     return context;
   };
 }
@@ -335,12 +324,7 @@ export function createContextFactory(client: MisskeyClient, userCache: UserCache
  *  subscribe resolver loaded is not kept while the subscription waits. */
 export function renewCaches(context: Context): void {
   const fields = context as ContextFields;
-  (fields as { users: UserDirectory }).users = new UserDirectory(
-    context.client,
-    context.token,
-    context.userCache,
-    context,
-  );
+  (fields as { users: UserDirectory }).users = new UserDirectory(context);
   fields[REQUEST_STATE] = undefined;
   // Pothos keys its per-request cache by this object when the context has one.
   fields[contextCacheSymbol] = {};

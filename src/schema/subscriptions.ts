@@ -228,15 +228,19 @@ builder.subscriptionFields((t) => ({
         }
         spec = { channel: 'chatRoom', roomId };
       }
-      const otherId = spec.channel === 'chatUser' ? spec.otherId : null;
-      // Authors of recent messages, to tell who reacted: only direct conversations need them.
-      const authors = otherId === null ? null : new Map<string, string>();
+      // A direct conversation: the other user, and the authors of its recent messages, to tell
+      // who reacted (rooms embed the reactor).
+      const direct =
+        spec.channel === 'chatUser'
+          ? { otherId: spec.otherId, authors: new Map<string, string>() }
+          : null;
       return openStream<ChatEventPayload>(ctx, spec, (event) => {
         const body = event.body as Record<string, unknown> | string | null;
         switch (event.type) {
           case 'message': {
             const message = body as unknown as ChatMessageShape;
-            if (authors !== null) {
+            if (direct !== null) {
+              const { authors } = direct;
               authors.set(message.id, message.fromUserId);
               if (authors.size > 1_000) {
                 authors.delete(authors.keys().next().value as string);
@@ -258,9 +262,13 @@ builder.subscriptionFields((t) => ({
               reaction: reaction.reaction,
               user: reaction.user ?? null,
               direct:
-                otherId === null || authors === null
+                direct === null
                   ? null
-                  : { viewerId, otherId, authorId: authors.get(reaction.messageId) ?? null },
+                  : {
+                      viewerId,
+                      otherId: direct.otherId,
+                      authorId: direct.authors.get(reaction.messageId) ?? null,
+                    },
             };
           }
           default:

@@ -54,15 +54,8 @@ export interface MisskeyClientOptions {
   /** Circuit breaker over every call of this client. Off unless given. */
   breaker?: BreakerOptions;
   /**
-   * The deadline (epoch ms) of the operation the current call belongs to, if any: calls are cut
-   * to end by then and refused once it has passed. Read at each call without
-   * `CallOptions.deadline` (the gateway passes that option instead).
-   */
-  deadline?: () => number | undefined;
-  /**
-   * Who the current call is made for when it carries no token and no `CallOptions.caller` (the
-   * gateway passes the client address there): the breaker counts a bounded share of failures
-   * per caller.
+   * Who a call without a token and without `CallOptions.caller` is made for: the breaker counts
+   * a bounded share of failures per caller. (The gateway passes the client address per call.)
    */
   caller?: () => string | undefined;
   /** Traces each request sent (a span per attempt; its headers go with the request). Off unless
@@ -87,9 +80,12 @@ export interface CallOptions {
   signal?: AbortSignal;
   /** Overrides the client's timeout for this call. */
   timeoutMs?: number;
-  /** Absolute deadline (epoch ms), overriding the `deadline` provider. */
+  /** The operation's deadline (epoch ms): the call is cut to end by then and refused once it
+   *  has passed. */
   deadline?: number;
-  /** Who the call is made for, overriding the token's hash and the `caller` provider. */
+  /** Who the call is made for (the client address of a call without a token), overriding the
+   *  token's hash and the `caller` provider: the breaker counts a bounded share of failures per
+   *  caller. */
   caller?: string;
   /** The id of the request the call is made for, passed on to `onCall`. */
   requestId?: string;
@@ -144,7 +140,6 @@ export class MisskeyClient {
   readonly #onRefused: MisskeyClientOptions['onRefused'];
   readonly #retry: RetryOptions | undefined;
   readonly #breaker: CircuitBreaker | undefined;
-  readonly #deadline: (() => number | undefined) | undefined;
   readonly #caller: (() => string | undefined) | undefined;
   readonly #trace: UpstreamTracer | undefined;
 
@@ -155,7 +150,6 @@ export class MisskeyClient {
     this.#onRefused = options.onRefused;
     this.#retry = options.retry;
     this.#breaker = options.breaker ? new CircuitBreaker(options.breaker) : undefined;
-    this.#deadline = options.deadline;
     this.#caller = options.caller;
     this.#trace = options.trace;
     this.#pool = createPool(this.origin, {
@@ -185,10 +179,10 @@ export class MisskeyClient {
     const credential = this.#credential(endpoint, token);
     // Named only when a failure is counted: hashing the token on every call would cost more.
     const caller = () => options.caller ?? this.#callerOf(credential);
-    const deadline = options.deadline ?? this.#deadline?.();
+    const { deadline } = options;
     const retries = this.#retry && READ_ENDPOINTS.has(endpoint) ? this.#retry.retries : 0;
     for (let attempt = 0; ; attempt++) {
-      const timeoutMs = this.#admit(endpoint, deadline, options);
+      const timeoutMs = this.#admit(endpoint, options);
       try {
         const result = await this.#attempt(
           endpoint,
@@ -232,8 +226,7 @@ export class MisskeyClient {
     const credential = this.#credential(endpoint, token);
     // Named only when a failure is counted: hashing the token on every call would cost more.
     const caller = () => options.caller ?? this.#callerOf(credential);
-    const deadline = options.deadline ?? this.#deadline?.();
-    const timeoutMs = this.#admit(endpoint, deadline, options);
+    const timeoutMs = this.#admit(endpoint, options);
     let bodyFailed = false;
     const request = multipartRequest(endpoint, fields, file, credential, () => {
       bodyFailed = true;
@@ -267,7 +260,8 @@ export class MisskeyClient {
    * The time an attempt may take: the client's timeout, cut to the operation's deadline. Refused
    * (and counted) when the deadline has passed or the breaker is open.
    */
-  #admit(endpoint: string, deadline: number | undefined, options: CallOptions): number {
+  #admit(endpoint: string, options: CallOptions): number {
+    const { deadline } = options;
     let timeoutMs = options.timeoutMs ?? this.#timeoutMs;
     if (deadline !== undefined) {
       const left = Math.floor(deadline - Date.now());
