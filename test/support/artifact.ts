@@ -39,7 +39,7 @@ export interface Artifact {
 
 export async function prepareArtifact(): Promise<Artifact> {
   const [build, deps] = await Promise.all([
-    cached('build', inputsHash(['src', 'tsconfig.json', 'tsconfig.build.json', ...LOCK]), (into) =>
+    cached('build', inputsHash(['src', 'scripts/build.ts', ...LOCK]), (into) =>
       npm(root, ['run', '-s', 'build', '--', '--outDir', join(into, 'dist')]),
     ),
     cached('deps', inputsHash(LOCK), async (into) => {
