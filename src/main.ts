@@ -1,8 +1,11 @@
+import { keepWasmBaseline } from './app/wasm-baseline.js';
 import { holdYoungGeneration } from './app/young-generation.js';
 import type { Sandbox } from './sandbox/server.js';
 
-// Before anything else is loaded (see young-generation.ts): the rest comes by dynamic import.
+// Before anything else is loaded (see young-generation.ts and wasm-baseline.ts): the rest comes
+// by dynamic import.
 const releaseYoungGeneration = holdYoungGeneration();
+keepWasmBaseline();
 const { createGateway, gatewayOptionsFromConfig } = await import('./app/gateway.js');
 const { ConfigError, loadConfig } = await import('./config.js');
 

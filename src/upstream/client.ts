@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Endpoints } from 'misskey-js';
-import { type Pool, errors as undiciErrors } from 'undici';
+import type { Pool } from 'undici';
+import undiciErrors from 'undici/lib/core/errors.js';
 import type { UpstreamTracer } from '../observability/tracing.js';
 import { isValidToken, tokenKey } from './credentials.js';
 import {
