@@ -17,6 +17,7 @@ import type { Engine } from '../engine/yoga.js';
 import { clientIp } from '../http/client-ip.js';
 import { credentialFrom, type InitialContext, tokenFrom } from '../schema/context.js';
 import { websocketAuth } from '../schema/subscriptions.js';
+import type { StreamHub } from '../upstream/stream.js';
 import { WebSocketAdmission } from './admission.js';
 import { parseFailure, withoutHttp } from './errors.js';
 import { SetupSlots } from './setup-slots.js';
@@ -110,15 +111,16 @@ export function createWebSocketFront(
           return prepared;
         }
         const args = prepared as ExecutionArgs;
-        const gone = await takeSetupSlot(setups, ctx, id, args);
-        if (gone) {
-          return gone;
-        }
-        // Counted against the token's share last: a refused operation never holds a place.
         const credential = credentialFrom({
           connectionParams: ctx.connectionParams ?? {},
           params: params as InitialContext['params'],
         });
+        const token = credential.kind === 'token' ? credential.token : null;
+        const gone = await takeSetupSlot(setups, services.stream, ctx, id, args, token);
+        if (gone) {
+          return gone;
+        }
+        // Counted against the token's share last: a refused operation never holds a place.
         const overShare =
           credential.kind === 'token'
             ? admission.start(ctx.extra.socket, id, credential.token)
@@ -157,20 +159,28 @@ async function subscribeReleasing(args: ExecutionArgs) {
 /**
  * Waits for a setup slot when the operation is a subscription, and leaves its release on the
  * root value for `subscribeReleasing` (graphql-ws finds the operation as this does, then always
- * subscribes). An operation its client completed, or whose socket closed, while it waited gives
- * its slot back at once and answers nothing (graphql-ws sends nothing for an operation it has
- * forgotten): the errors returned then are never seen.
+ * subscribes). The hub keeps the token meanwhile, so a long wait does not cost a second `i` (the
+ * token's check at connection_init told the hub its user id). An operation its client completed,
+ * or whose socket closed, while it waited gives its slot back at once and answers nothing
+ * (graphql-ws sends nothing for an operation it has forgotten): the errors returned are unseen.
  */
 async function takeSetupSlot(
   setups: SetupSlots,
+  hub: StreamHub,
   ctx: SocketContext,
   id: string,
   args: ExecutionArgs,
+  token: string | null,
 ): Promise<readonly GraphQLError[] | null> {
   if (getOperationAST(args.document, args.operationName)?.operation !== 'subscription') {
     return null;
   }
-  const release = await setups.acquire();
+  const unhold = token === null ? null : hub.hold(token);
+  const slot = await setups.acquire();
+  const release = () => {
+    slot();
+    unhold?.();
+  };
   if (!(id in ctx.subscriptions)) {
     release();
     return [new GraphQLError('The operation was completed before it started.')];
