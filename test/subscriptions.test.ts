@@ -615,6 +615,32 @@ describe('StreamHub on its own (no GraphQL)', () => {
       await client.close();
     }
   });
+
+  it('a held token keeps its user id past the idle close; released, it is forgotten', async () => {
+    const calls: string[] = [];
+    const client = new MisskeyClient(stack.sandbox.origin, {
+      onCall: (event) => calls.push(event.endpoint),
+    });
+    const hub = new StreamHub(client, STREAM);
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    try {
+      await hub.whoami(DEMO_TOKENS.alice);
+      const release = hub.hold(DEMO_TOKENS.alice);
+      await sleep(STREAM.idleCloseMs * 3);
+      await hub.whoami(DEMO_TOKENS.alice);
+      expect(calls).toEqual(['i']);
+      release();
+      release();
+      await sleep(STREAM.idleCloseMs * 3);
+      await hub.whoami(DEMO_TOKENS.alice);
+      expect(calls).toEqual(['i', 'i']);
+      // Holding a token the hub does not know is a no-op.
+      hub.hold(DEMO_TOKENS.bob)();
+    } finally {
+      await hub.close();
+      await client.close();
+    }
+  });
 });
 
 describe('fan-out', () => {

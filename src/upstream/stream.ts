@@ -218,6 +218,8 @@ class TokenStream {
   #pongTimer: NodeJS.Timeout | null = null;
   #pongWaiters: ((alive: boolean) => void)[] = [];
   #me: Promise<string> | null = null;
+  /** Operations of the token about to join a channel (see `hold`). */
+  #holds = 0;
   /** Sockets opened for this token (1 + reconnects). */
   opened = 0;
   /** The token's user id once `me()` has resolved. */
@@ -304,6 +306,23 @@ class TokenStream {
     this.#scheduleIdleClose();
   }
 
+  /** Keeps the token (and its user id) until the function returned is called (idempotent). */
+  hold(): () => void {
+    this.#holds++;
+    if (this.#idleTimer) {
+      clearTimeout(this.#idleTimer);
+      this.#idleTimer = null;
+    }
+    let held = true;
+    return () => {
+      if (held) {
+        held = false;
+        this.#holds--;
+        this.#scheduleIdleClose();
+      }
+    };
+  }
+
   /** The token's user id (`i`), fetched once per token stream. */
   me(): Promise<string> {
     this.#me ??= this.hub.client.call('i', {}, this.token).then(
@@ -378,12 +397,12 @@ class TokenStream {
   }
 
   #scheduleIdleClose(): void {
-    if (this.channels.size > 0 || this.#state === 'closed' || this.#idleTimer) {
+    if (this.channels.size > 0 || this.#holds > 0 || this.#state === 'closed' || this.#idleTimer) {
       return;
     }
     this.#idleTimer = setTimeout(() => {
       this.#idleTimer = null;
-      if (this.channels.size === 0) {
+      if (this.channels.size === 0 && this.#holds === 0) {
         this.shutdown(1000, 'idle');
       }
     }, this.hub.options.idleCloseMs);
@@ -850,6 +869,15 @@ export class StreamHub {
       return { ready, close: () => {} };
     }
     return stream.subscribe(spec, listener);
+  }
+
+  /**
+   * Keeps `token` known while one of its operations waits for its turn to subscribe (its user id
+   * is then not asked again, nor its socket closed and reopened); nothing for an unknown token.
+   * Returns the function that ends the hold (idempotent).
+   */
+  hold(token: string): () => void {
+    return this.#streams.get(token)?.hold() ?? (() => undefined);
   }
 
   /** The user id of a token (`i`, once per token while it has a socket); Misskey's errors as

@@ -4,6 +4,7 @@ import {
   type ExecutionArgs,
   type execute,
   GraphQLError,
+  getOperationAST,
   type subscribe,
 } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
@@ -16,12 +17,16 @@ import type { Engine } from '../engine/yoga.js';
 import { clientIp } from '../http/client-ip.js';
 import { credentialFrom, type InitialContext, tokenFrom } from '../schema/context.js';
 import { websocketAuth } from '../schema/subscriptions.js';
+import type { StreamHub } from '../upstream/stream.js';
 import { WebSocketAdmission } from './admission.js';
 import { parseFailure, withoutHttp } from './errors.js';
+import { SetupSlots } from './setup-slots.js';
 
 type Enveloped = {
   execute: (args: ExecutionArgs) => ReturnType<typeof execute>;
   subscribe: (args: ExecutionArgs) => ReturnType<typeof subscribe>;
+  /** Gives back the operation's setup slot (a subscription's, once it holds one). */
+  release: (() => void) | null;
 };
 
 /** What graphql-ws tells of a socket (the parts used here). */
@@ -68,10 +73,11 @@ export function createWebSocketFront(
   const admission = trackSockets(wss, limits, services);
   const admit = operationAdmission(services, options);
   const wsAuth = websocketAuth(services.stream);
+  const setups = new SetupSlots();
   const graphqlWs = useServer(
     {
       execute: (args) => (args.rootValue as Enveloped).execute(args),
-      subscribe: (args) => (args.rootValue as Enveloped).subscribe(args),
+      subscribe: subscribeReleasing,
       onOperation: () => {
         metrics?.activeSubscriptions.inc();
       },
@@ -104,16 +110,26 @@ export function createWebSocketFront(
         if (Array.isArray(prepared)) {
           return prepared;
         }
-        // Counted against the token's share last: a refused operation never holds a place.
+        const args = prepared as ExecutionArgs;
         const credential = credentialFrom({
           connectionParams: ctx.connectionParams ?? {},
           params: params as InitialContext['params'],
         });
+        const token = credential.kind === 'token' ? credential.token : null;
+        const gone = await takeSetupSlot(setups, services.stream, ctx, id, args, token);
+        if (gone) {
+          return gone;
+        }
+        // Counted against the token's share last: a refused operation never holds a place.
         const overShare =
           credential.kind === 'token'
             ? admission.start(ctx.extra.socket, id, credential.token)
             : null;
-        return overShare ? [overShare] : (prepared as ExecutionArgs);
+        if (overShare) {
+          (args.rootValue as Enveloped).release?.();
+          return [overShare];
+        }
+        return args;
       },
     },
     wss,
@@ -127,6 +143,50 @@ export function createWebSocketFront(
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     },
   };
+}
+
+/** The engine's subscribe, then the operation's setup slot given back (see setup-slots.ts). */
+async function subscribeReleasing(args: ExecutionArgs) {
+  const root = args.rootValue as Enveloped;
+  try {
+    return await root.subscribe(args);
+  } finally {
+    root.release?.();
+    root.release = null;
+  }
+}
+
+/**
+ * Waits for a setup slot when the operation is a subscription, and leaves its release on the
+ * root value for `subscribeReleasing` (graphql-ws finds the operation as this does, then always
+ * subscribes). The hub keeps the token meanwhile, so a long wait does not cost a second `i` (the
+ * token's check at connection_init told the hub its user id). An operation its client completed,
+ * or whose socket closed, while it waited gives its slot back at once and answers nothing
+ * (graphql-ws sends nothing for an operation it has forgotten): the errors returned are unseen.
+ */
+async function takeSetupSlot(
+  setups: SetupSlots,
+  hub: StreamHub,
+  ctx: SocketContext,
+  id: string,
+  args: ExecutionArgs,
+  token: string | null,
+): Promise<readonly GraphQLError[] | null> {
+  if (getOperationAST(args.document, args.operationName)?.operation !== 'subscription') {
+    return null;
+  }
+  const unhold = token === null ? null : hub.hold(token);
+  const slot = await setups.acquire();
+  const release = () => {
+    slot();
+    unhold?.();
+  };
+  if (!(id in ctx.subscriptions)) {
+    release();
+    return [new GraphQLError('The operation was completed before it started.')];
+  }
+  (args.rootValue as Enveloped).release = release;
+  return null;
 }
 
 /** Counts open sockets (metrics) and gives each to the per-token admission. */
@@ -216,7 +276,7 @@ async function prepare(
     document,
     variableValues: params.variables,
     contextValue: await enveloped.contextFactory(),
-    rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
+    rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe, release: null },
   };
 }
 
