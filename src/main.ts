@@ -1,3 +1,4 @@
+import type { Logger } from 'pino';
 import { keepWasmBaseline } from './app/wasm-baseline.js';
 import { holdYoungGeneration } from './app/young-generation.js';
 import type { Sandbox } from './sandbox/server.js';
@@ -48,6 +49,12 @@ async function main(): Promise<void> {
     console.log(`upstream: ${misskeyUrl}`);
   }
 
+  // A standard output whose reader has gone (a closed pipe) loses what is written to it, and
+  // nothing more: unhandled, its EPIPE would end the process, and pino's exit hook would then
+  // retry the buffered log lines forever (sonic-boom 4's flushSync loops on EPIPE), a process
+  // that neither serves nor stops. pino drops its own stream's lines once it has seen EPIPE.
+  process.stdout.on('error', ignoreBrokenPipe);
+
   // SIGTERM/SIGINT: graceful close (gateway.close() is bounded by SHUTDOWN_DELAY_MS +
   // SHUTDOWN_TIMEOUT_MS), then exit 0; a second signal, or a close that overruns, exits 1.
   const logger = options.logger;
@@ -69,6 +76,7 @@ async function main(): Promise<void> {
     gateway
       .close()
       .then(() => sandbox?.close())
+      .then(() => flushLogs(logger))
       .then(
         () => process.exit(0),
         (error: unknown) => {
@@ -79,6 +87,31 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+function ignoreBrokenPipe(error: NodeJS.ErrnoException): void {
+  if (error.code !== 'EPIPE') {
+    throw error;
+  }
+}
+
+/**
+ * The buffered log lines written before exit, asynchronously: a write that fails (EPIPE) then
+ * turns pino's stream off instead of looping in the exit hook's synchronous flush. Bounded, so
+ * a stuck standard output cannot hold the exit.
+ */
+function flushLogs(logger: Logger | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, 1_000);
+    logger?.flush(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    if (!logger) {
+      clearTimeout(timer);
+      resolve();
+    }
+  });
 }
 
 const DEMO_QUERY = `# Welcome to misskey-graphql. The Authorization header (below) holds alice's demo token.

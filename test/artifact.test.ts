@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +13,7 @@ import {
   subscribe,
   textsOf,
 } from './support/client.js';
-import type { RunningProcess } from './support/process.js';
+import { freePort, type RunningProcess } from './support/process.js';
 
 /**
  * The artifact that ships, black box: `npm run build` output beside the production dependencies
@@ -146,6 +147,59 @@ describe('node dist/main.js (embedded sandbox, demo data)', () => {
     expect(gateway.output()).toContain('"msg":"gateway closed"');
   }, 20_000);
 });
+
+describe('node dist/main.js whose standard output is closed', () => {
+  it('keeps serving, drops its output, and still exits 0 on SIGTERM', async () => {
+    // Its stdout is a pipe to `head -n 5`, which exits after five of the startup lines (as a
+    // log collector that dies would): every later write fails with EPIPE.
+    const head = spawn('head', ['-n', '5'], { stdio: ['pipe', 'ignore', 'ignore'] });
+    const port = await freePort();
+    const built = spawn(process.execPath, ['dist/main.js'], {
+      cwd: artifact?.dir,
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', NODE_ENV: 'production', PORT: `${port}` },
+      stdio: ['ignore', head.stdin, 'pipe'],
+    });
+    let stderr = '';
+    built.stderr?.on('data', (chunk) => {
+      stderr += String(chunk);
+    });
+    const exited = new Promise<number | null>((done) => built.once('exit', done));
+    try {
+      const at = `http://127.0.0.1:${port}`;
+      await waitUntil(async () => (await fetch(`${at}/health`).catch(() => null))?.ok === true);
+      for (let i = 0; i < 3; i++) {
+        const res = await fetch(`${at}/graphql`, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            authorization: `Bearer ${DEMO_TOKENS.alice}`,
+          },
+          body: JSON.stringify({ query: '{ me { username } }' }),
+        });
+        expect(await res.json()).toEqual({ data: { me: { username: 'alice' } } });
+      }
+      built.kill('SIGTERM');
+      const code = await Promise.race([exited, sleep(15_000).then(() => 'still running')]);
+      expect(code).toBe(0);
+      expect(stderr).not.toContain('EPIPE');
+    } finally {
+      built.kill('SIGKILL');
+      head.kill('SIGKILL');
+    }
+  }, 40_000);
+});
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function waitUntil(check: () => Promise<boolean>, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) {
+      throw new Error(`not true within ${ms} ms`);
+    }
+    await sleep(100);
+  }
+}
 
 const CONVERSATION = `query Conversation($bob: ID!) {
   chatConversation(userId: $bob, first: 50) {
