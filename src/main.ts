@@ -100,17 +100,16 @@ function ignoreBrokenPipe(error: NodeJS.ErrnoException): void {
  * turns pino's stream off instead of looping in the exit hook's synchronous flush. Bounded, so
  * a stuck standard output cannot hold the exit.
  */
-function flushLogs(logger: Logger | undefined): Promise<void> {
-  return new Promise((resolve) => {
+async function flushLogs(logger: Logger | undefined): Promise<void> {
+  if (!logger) {
+    return;
+  }
+  await new Promise<void>((resolve) => {
     const timer = setTimeout(resolve, 1_000);
-    logger?.flush(() => {
+    logger.flush(() => {
       clearTimeout(timer);
       resolve();
     });
-    if (!logger) {
-      clearTimeout(timer);
-      resolve();
-    }
   });
 }
 

@@ -1,4 +1,5 @@
 import { setFlagsFromString } from 'node:v8';
+import { flagGiven } from './node-flags.js';
 
 /**
  * undici parses every upstream response with llhttp compiled to WebAssembly. V8 runs it first
@@ -9,9 +10,7 @@ import { setFlagsFromString } from 'node:v8';
  * Must run before undici compiles its parser (on the first upstream connection); a wasm tiering
  * flag given on the command line or in NODE_OPTIONS is left alone.
  */
-const configured = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].some(
-  (arg) => arg.includes('liftoff') || arg.includes('wasm'),
-);
+const configured = flagGiven('liftoff', 'wasm');
 
 export function keepWasmBaseline(): void {
   if (!configured) {

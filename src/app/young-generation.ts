@@ -1,4 +1,5 @@
 import { setFlagsFromString } from 'node:v8';
+import { flagGiven } from './node-flags.js';
 
 /**
  * Startup allocates a burst of objects that all survive (modules, the schema, compiled plans).
@@ -12,9 +13,7 @@ import { setFlagsFromString } from 'node:v8';
  */
 const DEFAULT_GROWTH_FACTOR = 2;
 
-const configured = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].some((arg) =>
-  arg.includes('semi-space'),
-);
+const configured = flagGiven('semi-space');
 
 export function holdYoungGeneration(): () => void {
   if (configured) {

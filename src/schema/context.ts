@@ -59,13 +59,13 @@ export interface Context {
   readonly stream?: StreamHub;
 }
 
+/** What a user directory reads from its request's context. */
+type UserDirectoryContext = Pick<Context, 'client' | 'token' | 'userCache' | 'callOptions'>;
+
 /**
  * Users of one request: a batched `users/show` loader, every user a response embedded, and the
  * shared cache of lite users (when on) between the two.
  */
-/** What a user directory reads from its request's context. */
-type UserDirectoryContext = Pick<Context, 'client' | 'token' | 'userCache' | 'callOptions'>;
-
 export class UserDirectory {
   /** Created on first use: many requests and events embed no user. */
   #embedded: Map<string, AnyUser> | undefined;

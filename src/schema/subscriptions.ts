@@ -702,15 +702,14 @@ class EventQueue<T> implements AsyncIterableIterator<T> {
   }
 
   next(): Promise<IteratorResult<T>> {
-    if (this.#items.length > 0) {
-      this.renew?.();
-      return Promise.resolve({ value: this.#items.shift() as T, done: false });
-    }
-    if (this.#ended) {
+    if (this.#items.length === 0 && this.#ended) {
       this.#finish();
       return Promise.resolve({ value: undefined, done: true });
     }
     this.renew?.();
+    if (this.#items.length > 0) {
+      return Promise.resolve({ value: this.#items.shift() as T, done: false });
+    }
     return new Promise((resolve) => {
       this.#waiting = resolve;
     });
