@@ -13,6 +13,11 @@ import { statsHandlers } from './stats.js';
  * run, not the TypeScript through tsx), with the bench's commands (gc, heap, profile) beside it.
  */
 async function main(): Promise<void> {
+  // tsx, which runs this file, turns source maps on for the whole process; `node dist/main.js`
+  // does not. With them on, the first error whose stack is formatted (an idle upstream socket's
+  // timeout is enough) parses the bundle's source maps: ~40 MB of heap and a pause of a major
+  // collection in the middle of the delivery window, neither of which users' processes pay.
+  process.setSourceMapsEnabled(false);
   const root = process.env.BENCH_ARTIFACT_ROOT;
   if (!root) {
     throw new Error('BENCH_ARTIFACT_ROOT (a built tree) is required');
