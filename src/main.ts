@@ -1,12 +1,9 @@
 import type { Logger } from 'pino';
-import { keepWasmBaseline } from './app/wasm-baseline.js';
-import { holdYoungGeneration } from './app/young-generation.js';
+import { tuneProcess } from './runtime/index.js';
 import type { Sandbox } from './sandbox/server.js';
 
-// Before anything else is loaded (see young-generation.ts and wasm-baseline.ts): the rest comes
-// by dynamic import.
-const releaseYoungGeneration = holdYoungGeneration();
-keepWasmBaseline();
+// Before anything else is loaded (see src/runtime/): the rest comes by dynamic import.
+const startupDone = tuneProcess();
 const { createGateway, gatewayOptionsFromConfig } = await import('./app/gateway.js');
 const { ConfigError, loadConfig } = await import('./config.js');
 
@@ -33,7 +30,7 @@ async function main(): Promise<void> {
     };
   }
   const gateway = await createGateway(options);
-  releaseYoungGeneration();
+  startupDone();
 
   console.log(`misskey-graphql serving ${gateway.url} (GraphiQL: open it in a browser)`);
   if (sandbox?.demo) {

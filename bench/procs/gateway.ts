@@ -1,7 +1,9 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type * as GatewayModule from '../../src/app/gateway.js';
 import type * as ConfigModule from '../../src/config.js';
+import type * as RuntimeModule from '../../src/runtime/index.js';
 import { announceReady, serveCommands } from '../ipc.js';
 import type { ServerReady } from '../protocol.js';
 import { statsHandlers } from './stats.js';
@@ -23,6 +25,11 @@ async function main(): Promise<void> {
     throw new Error('BENCH_ARTIFACT_ROOT (a built tree) is required');
   }
   const built = (path: string) => import(pathToFileURL(join(root, 'dist', path)).href);
+  // The process-wide V8 settings `node dist/main.js` makes, made the same way (a tree built
+  // before they had an entry of their own, given with --artifact, makes none).
+  const startupDone = existsSync(join(root, 'dist', 'runtime.js'))
+    ? ((await built('runtime.js')) as typeof RuntimeModule).tuneProcess()
+    : () => undefined;
   const { createGateway, gatewayOptionsFromConfig } = (await built(
     'app/gateway.js',
   )) as typeof GatewayModule;
@@ -32,6 +39,7 @@ async function main(): Promise<void> {
     throw new Error('MISSKEY_URL is required');
   }
   const gateway = await createGateway(gatewayOptionsFromConfig(config, config.misskeyUrl));
+  startupDone();
   serveCommands(statsHandlers(() => gateway.client.sockets().connected));
   announceReady({ origin: gateway.origin } satisfies ServerReady);
   const stop = () => {
