@@ -1,5 +1,4 @@
-import { setFlagsFromString } from 'node:v8';
-import { flagGiven } from './node-flags.js';
+import { holdFlag } from './node-flags.js';
 
 /**
  * Building the schema and compiling the plans runs some functions thousands of times once, and V8
@@ -9,12 +8,6 @@ import { flagGiven } from './node-flags.js';
  * function it returns, called once the server listens, lets TurboFan optimise what requests make
  * hot, as before. A TurboFan flag given on the command line or in NODE_OPTIONS is left alone.
  */
-const configured = flagGiven('turbofan', '--opt', '--no-opt');
-
 export function holdOptimizer(): () => void {
-  if (configured) {
-    return () => undefined;
-  }
-  setFlagsFromString('--no-turbofan');
-  return () => setFlagsFromString('--turbofan');
+  return holdFlag(['turbofan', '--opt', '--no-opt'], '--no-turbofan', '--turbofan');
 }

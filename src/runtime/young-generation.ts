@@ -1,5 +1,7 @@
-import { setFlagsFromString } from 'node:v8';
-import { flagGiven } from './node-flags.js';
+import { holdFlag } from './node-flags.js';
+
+/** V8's own semi-space growth factor. */
+const DEFAULT_GROWTH_FACTOR = 2;
 
 /**
  * Startup allocates a burst of objects that all survive (modules, the schema, compiled plans).
@@ -11,14 +13,10 @@ import { flagGiven } from './node-flags.js';
  * large young generation keeps per-request garbage cheap to collect). A semi-space setting given
  * on the command line or in NODE_OPTIONS is left alone.
  */
-const DEFAULT_GROWTH_FACTOR = 2;
-
-const configured = flagGiven('semi-space');
-
 export function holdYoungGeneration(): () => void {
-  if (configured) {
-    return () => undefined;
-  }
-  setFlagsFromString('--semi-space-growth-factor=1');
-  return () => setFlagsFromString(`--semi-space-growth-factor=${DEFAULT_GROWTH_FACTOR}`);
+  return holdFlag(
+    ['semi-space'],
+    '--semi-space-growth-factor=1',
+    `--semi-space-growth-factor=${DEFAULT_GROWTH_FACTOR}`,
+  );
 }
