@@ -238,57 +238,26 @@ export function operationLimitPlugins(
   // and the cost rule alone runs for every operation.
   const staticResults = new WeakMap<DocumentNode, Map<string, readonly GraphQLError[]>>();
   const costResults = new CostResults();
+  const rulesKey = rulesKeyOf();
   const cost: Plugin<Record<string, unknown>> = {
     onValidate({ context, validateFn, setValidationFn }) {
       const params = (context as { params?: RequestParams }).params ?? {};
-      const variables =
-        typeof params.variables === 'object' && params.variables !== null
-          ? (params.variables as Record<string, unknown>)
-          : {};
-      const costRule = guarded(
-        createComplexityRule({
-          context,
-          variableValues: variables,
-          operationName: typeof params.operationName === 'string' ? params.operationName : null,
-          validate: (result, reportError) => {
-            if (result.complexity > limits.maxCost) {
-              reportError(
-                limitError(
-                  'cost',
-                  limits.maxCost,
-                  `The operation costs ${result.complexity}; the limit is ${limits.maxCost}. Ask for smaller pages (first/last) or fewer nested lists.`,
-                  result.complexity,
-                ),
-              );
-            }
-            if (result.breadth > limits.maxFields) {
-              reportError(
-                limitError(
-                  'fields',
-                  limits.maxFields,
-                  `The operation selects ${result.breadth} fields; the limit is ${limits.maxFields}.`,
-                  result.breadth,
-                ),
-              );
-            }
-          },
-        }),
-      );
       setValidationFn((schema, document, rules, ...rest) => {
-        const key = (rules as readonly ValidationRule[] | undefined)?.map((r) => r.name).join(',');
+        const key = rulesKey(rules as readonly ValidationRule[] | undefined);
         let byRules = staticResults.get(document);
         if (!byRules) {
           byRules = new Map();
           staticResults.set(document, byRules);
         }
-        const cached = byRules.get(key ?? '');
+        const cached = byRules.get(key);
         const result: readonly GraphQLError[] =
           cached ?? validateFn(schema, document, rules, ...rest) ?? [];
         if (!cached) {
-          byRules.set(key ?? '', result);
+          byRules.set(key, result);
         }
+        // The rule is made only when the cost is not known yet for this document and variables.
         const costErrors = costResults.get(schema, document, params, () =>
-          validateFn(schema, document, [costRule]),
+          validateFn(schema, document, [costRule(limits, context, params)]),
         );
         return costErrors.length > 0 ? [...result, ...costErrors] : result;
       });
@@ -299,6 +268,63 @@ export function operationLimitPlugins(
     EnvelopArmorPlugin(armorConfig(limits)) as Plugin<Record<string, unknown>>,
     cost,
   ];
+}
+
+/** The cost and field-count rule for one operation's variables. */
+function costRule(limits: LimitsConfig, context: object, params: RequestParams): ValidationRule {
+  const variables =
+    typeof params.variables === 'object' && params.variables !== null
+      ? (params.variables as Record<string, unknown>)
+      : {};
+  return guarded(
+    createComplexityRule({
+      context,
+      variableValues: variables,
+      operationName: typeof params.operationName === 'string' ? params.operationName : null,
+      validate: (result, reportError) => {
+        if (result.complexity > limits.maxCost) {
+          reportError(
+            limitError(
+              'cost',
+              limits.maxCost,
+              `The operation costs ${result.complexity}; the limit is ${limits.maxCost}. Ask for smaller pages (first/last) or fewer nested lists.`,
+              result.complexity,
+            ),
+          );
+        }
+        if (result.breadth > limits.maxFields) {
+          reportError(
+            limitError(
+              'fields',
+              limits.maxFields,
+              `The operation selects ${result.breadth} fields; the limit is ${limits.maxFields}.`,
+              result.breadth,
+            ),
+          );
+        }
+      },
+    }),
+  );
+}
+
+/**
+ * A name for a set of validation rules: their names. Envelop copies the rules into a new array on
+ * every request, but graphql-armor adds the same rule functions each time, so the last set's name
+ * is reused while the rules are the same functions.
+ */
+function rulesKeyOf(): (rules: readonly ValidationRule[] | undefined) => string {
+  let last: readonly ValidationRule[] = [];
+  let lastKey = '';
+  return (rules) => {
+    if (rules === undefined) {
+      return '';
+    }
+    if (rules.length !== last.length || rules.some((rule, i) => rule !== last[i])) {
+      last = [...rules];
+      lastKey = rules.map((rule) => rule.name).join(',');
+    }
+    return lastKey;
+  };
 }
 
 /** Cost results kept per document, for so many distinct cost-relevant variable values. */

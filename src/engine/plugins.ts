@@ -10,7 +10,6 @@ import {
   type execute,
   GraphQLError,
   type GraphQLSchema,
-  getOperationAST,
   isEnumType,
   isInputObjectType,
   isInterfaceType,
@@ -145,19 +144,50 @@ const INTROSPECTION_FIELDS = new Set(['__schema', '__type', '__typename']);
  */
 function introspectionKey(args: ExecutionArgs): string | null {
   const source = args.document.loc?.source.body;
-  const operation = getOperationAST(args.document, args.operationName);
-  if (source === undefined || operation?.operation !== 'query') {
-    return null;
-  }
-  const onlyIntrospection = operation.selectionSet.selections.every(
-    (selection) => selection.kind === Kind.FIELD && INTROSPECTION_FIELDS.has(selection.name.value),
-  );
-  if (!onlyIntrospection) {
+  if (source === undefined || !runsIntrospectionOnly(args.document, args.operationName)) {
     return null;
   }
   return createHash('sha256')
     .update(JSON.stringify([source, args.operationName ?? null, args.variableValues ?? null]))
     .digest('base64');
+}
+
+/** Per parsed document (Yoga's parser cache hands out the same one for the same text): the
+ *  names of its introspection-only queries, and whether it is one such query alone (what an
+ *  operation without a name runs). */
+const introspectionQueries = new WeakMap<
+  DocumentNode,
+  { names: ReadonlySet<string>; alone: boolean }
+>();
+
+/** Whether the operation `operationName` selects (as `getOperationAST` would) is a query of
+ *  introspection fields only, walked once per document instead of on every request. */
+function runsIntrospectionOnly(document: DocumentNode, operationName?: string | null): boolean {
+  let found = introspectionQueries.get(document);
+  if (!found) {
+    const names = new Set<string>();
+    let operations = 0;
+    let introspection = 0;
+    for (const definition of document.definitions) {
+      if (definition.kind !== Kind.OPERATION_DEFINITION) {
+        continue;
+      }
+      operations++;
+      const onlyIntrospection = definition.selectionSet.selections.every(
+        (selection) =>
+          selection.kind === Kind.FIELD && INTROSPECTION_FIELDS.has(selection.name.value),
+      );
+      if (definition.operation === 'query' && onlyIntrospection) {
+        introspection++;
+        if (definition.name) {
+          names.add(definition.name.value);
+        }
+      }
+    }
+    found = { names, alone: operations === 1 && introspection === 1 };
+    introspectionQueries.set(document, found);
+  }
+  return operationName == null ? found.alone : found.names.has(operationName);
 }
 
 /**

@@ -11,25 +11,49 @@ export const MAX_JSON_DEPTH = 64;
 /** Most items kept of a list answer that no `limit` bounds. */
 export const MAX_UNBOUNDED_LIST_ITEMS = 1_000;
 
+/** What `readBoundedText` reads: a Node stream of bytes (undici's response body). */
+export interface ByteStream {
+  on(event: 'data', listener: (chunk: Buffer) => void): unknown;
+  off(event: 'data', listener: (chunk: Buffer) => void): unknown;
+  once(event: 'end' | 'close', listener: () => void): unknown;
+  once(event: 'error', listener: (error: Error) => void): unknown;
+  destroy(error?: Error): unknown;
+}
+
 /**
  * The body as UTF-8 text, or `null` as soon as more than `maxBytes` arrived (the stream is then
- * destroyed, which closes the socket: nothing more is read).
+ * destroyed, which closes the socket: nothing more is read). Read from its events: a stream's
+ * async iterator costs a promise and an end-of-stream watcher per answer.
  */
-export async function readBoundedText(
-  body: AsyncIterable<Uint8Array> & { destroy(error?: Error): unknown },
-  maxBytes: number,
-): Promise<string | null> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.byteLength;
-    if (size > maxBytes) {
-      body.destroy();
-      return null;
-    }
-    chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-  }
-  return Buffer.concat(chunks, size).toString('utf8');
+export function readBoundedText(body: ByteStream, maxBytes: number): Promise<string | null> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let ended = false;
+    const onData = (chunk: Buffer) => {
+      size += chunk.byteLength;
+      if (size > maxBytes) {
+        body.off('data', onData);
+        body.destroy();
+        resolve(null);
+        return;
+      }
+      chunks.push(chunk);
+    };
+    body.on('data', onData);
+    body.once('end', () => {
+      ended = true;
+      const whole = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
+      resolve(whole.toString('utf8'));
+    });
+    body.once('error', reject);
+    body.once('close', () => {
+      // Before 'end' the body was cut short (after it, an error would be built for nothing).
+      if (!ended) {
+        reject(new Error('the body ended before it was complete'));
+      }
+    });
+  });
 }
 
 /**
@@ -45,18 +69,27 @@ export function nestsDeeperThan(value: unknown, maxDepth: number): boolean {
   }
   const stack: unknown[] = [value];
   const depths: number[] = [1];
+  const pushIfNested = (child: unknown, depth: number) => {
+    if (child !== null && typeof child === 'object') {
+      stack.push(child);
+      depths.push(depth);
+    }
+  };
   while (stack.length > 0) {
     const node = stack.pop() as Record<string, unknown> | unknown[];
     const depth = depths.pop() as number;
     if (depth > maxDepth) {
       return true;
     }
-    const children = Array.isArray(node) ? node : Object.values(node);
-    for (const child of children) {
-      if (child !== null && typeof child === 'object') {
-        stack.push(child);
-        depths.push(depth + 1);
+    if (Array.isArray(node)) {
+      for (let i = 0; i < node.length; i++) {
+        pushIfNested(node[i], depth + 1);
       }
+      continue;
+    }
+    // `for…in` over a parsed object visits its own keys without building an array of values.
+    for (const key in node) {
+      pushIfNested(node[key], depth + 1);
     }
   }
   return false;
