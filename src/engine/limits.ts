@@ -236,14 +236,16 @@ export function operationLimitPlugins(
   // Only the cost rule depends on the variables, which is why Yoga's validation cache (keyed by
   // document) is off: the other rules' result is cached here by document and rule set instead,
   // and the cost rule alone runs for every operation.
-  const staticResults = new WeakMap<DocumentNode, Map<string, readonly GraphQLError[]>>();
+  const staticResults = new WeakMap<DocumentNode, Map<number, readonly GraphQLError[]>>();
   const costResults = new CostResults();
-  const rulesKey = rulesKeyOf();
   const cost: Plugin<Record<string, unknown>> = {
     onValidate({ context, validateFn, setValidationFn }) {
       const params = (context as { params?: RequestParams }).params ?? {};
       setValidationFn((schema, document, rules, ...rest) => {
-        const key = rulesKey(rules as readonly ValidationRule[] | undefined);
+        // The rule set of an engine is fixed (GraphQL's rules and the same graphql-armor checks,
+        // which it adds as new, anonymous functions on every request): its size is enough to
+        // key it, without reading a name per function per request.
+        const key = rules === undefined ? 0 : (rules as readonly ValidationRule[]).length;
         let byRules = staticResults.get(document);
         if (!byRules) {
           byRules = new Map();
@@ -305,26 +307,6 @@ function costRule(limits: LimitsConfig, context: object, params: RequestParams):
       },
     }),
   );
-}
-
-/**
- * A name for a set of validation rules: their names. Envelop copies the rules into a new array on
- * every request, but graphql-armor adds the same rule functions each time, so the last set's name
- * is reused while the rules are the same functions.
- */
-function rulesKeyOf(): (rules: readonly ValidationRule[] | undefined) => string {
-  let last: readonly ValidationRule[] = [];
-  let lastKey = '';
-  return (rules) => {
-    if (rules === undefined) {
-      return '';
-    }
-    if (rules.length !== last.length || rules.some((rule, i) => rule !== last[i])) {
-      last = [...rules];
-      lastKey = rules.map((rule) => rule.name).join(',');
-    }
-    return lastKey;
-  };
 }
 
 /** Cost results kept per document, for so many distinct cost-relevant variable values. */

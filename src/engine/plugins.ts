@@ -22,6 +22,7 @@ import {
 import { type CompiledQuery, compileQuery, isCompiledQuery } from 'graphql-jit';
 import type { Plugin } from 'graphql-yoga';
 import { DEFAULT_LIMITS, type LimitsConfig } from '../config.js';
+import { graphqlMetrics } from '../observability/graphql-metrics.js';
 import { type GatewayMetrics, scopeOf, tagError } from '../observability/index.js';
 import { type Context, credentialFrom, tokenFrom } from '../schema/context.js';
 import { ErrorCode, gatewayError, malformedCredential } from '../schema/errors.js';
@@ -102,10 +103,9 @@ export function gatewayPlugins(options: PluginOptions = {}): GatewayPlugin[] {
             registry: options.metrics.registry,
             labels: { operationName: false, path: false },
             metrics: {
+              // The gateway's own gateway_http_request_duration_seconds covers every route.
               graphql_yoga_http_duration: false,
-              // It walks every operation's document with type information, on every request: only
-              // worth it when the schema has something deprecated to find.
-              graphql_envelop_deprecated_field: hasDeprecations(schema),
+              ...graphqlMetrics(options.metrics.registry, hasDeprecations(schema)),
             },
           }) as GatewayPlugin,
         ]

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
 import type { Endpoints } from 'misskey-js';
 import type { Pool } from 'undici';
@@ -391,7 +392,7 @@ export class MisskeyClient {
           headers: { ...extraHeaders, ...(prepared.headers as Record<string, string>) },
         }
       : this.#requestOptions(endpoint, params, token, extraHeaders);
-    const controller = new AbortController();
+    const controller = new AbortHandle();
     const callerSignal = options.signal;
     let timedOut = false;
     let timer: NodeJS.Timeout | undefined;
@@ -412,7 +413,7 @@ export class MisskeyClient {
         callerSignal?.addEventListener('abort', onAbort, { once: true });
       }
     });
-    const exchange = this.#exchange(endpoint, request, controller.signal, onStatus);
+    const exchange = this.#exchange(endpoint, request, controller, onStatus);
     // Whichever loses the race below still settles later; nobody waits for it.
     exchange.catch(() => {});
     cut.catch(() => {});
@@ -461,7 +462,7 @@ export class MisskeyClient {
   async #exchange(
     endpoint: string,
     request: RequestOptions,
-    signal: AbortSignal,
+    signal: AbortHandle,
     onStatus: (status: number) => void,
   ): Promise<Answer> {
     const res = await this.#pool.request({ ...request, signal });
@@ -596,6 +597,22 @@ function multipartRequest(
     headers,
     body: Readable.from(parts(), { objectMode: false }),
   };
+}
+
+/**
+ * What cuts one upstream request: undici takes an EventEmitter that emits `abort` as its
+ * `signal` as well as an AbortSignal. An AbortController with its listener added and removed
+ * cost ~4 µs of CPU per call on Node 20 (EventTarget), this ~0.1 µs.
+ */
+class AbortHandle extends EventEmitter {
+  aborted = false;
+
+  abort(): void {
+    if (!this.aborted) {
+      this.aborted = true;
+      this.emit('abort');
+    }
+  }
 }
 
 interface Answer {
