@@ -206,7 +206,7 @@ writes to a temporary directory.
   S0 and S1 run in one REST server process (\`bench/procs/rest.ts\`, same pool size as the gateway) so the load drives all of them over HTTP alike.
 - **Pinning:** ${machine.pinning}.
 - **Load:** closed loop with autocannon, ${settings.connections} connections, ${settings.warmupSeconds} s warm-up, then ${settings.runs} runs of ${settings.closedSeconds} s per cell
-  (latency resolution 1 ms); then a **fixed-rate** open loop (\`bench/load.ts\`): requests are due at exact intervals and their latency counts from when they were due,
+  (latency resolution 1 ms), the systems of a workload taking turns run by run (the order rotating each round), so a drift of the machine over minutes falls on all of them alike; then a **fixed-rate** open loop (\`bench/load.ts\`): requests are due at exact intervals and their latency counts from when they were due,
   so a stall shows in every request it delayed (no coordinated omission). The rate is ${fmt(settings.fixedRateShare * 100)}% of the slowest system's closed-loop throughput in that
   workload, the same for every system, ${settings.runs} runs of ${settings.fixedSeconds} s. (autocannon's own rate mode sends each connection's quota at the start of every second and
   corrects latencies with a 1 ms interval, so it is not used for this.)

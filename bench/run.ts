@@ -11,7 +11,6 @@ import { busyPercent, cpuTimes } from './cpu.js';
 import { BenchProcess, pin } from './ipc.js';
 import {
   closedLoop,
-  type FixedRateResult,
   fixedRate,
   type HttpRequest,
   type LoadResult,
@@ -280,29 +279,25 @@ async function main(): Promise<void> {
       const requests = workload.requests(data);
       const byRequest = (system: SystemId): HttpRequest[] =>
         requests.map((request) => httpRequestFor(workload, system, request));
-      const group: Cell[] = [];
-      for (const system of systemsOf(workload)) {
-        const target = targetOf(system);
-        const list = byRequest(system);
-        await closedLoop({
-          origin: target.origin,
-          requests: list,
+      const systems = systemsOf(workload);
+      const closedLoopOf = (system: SystemId, durationSec: number) => () =>
+        closedLoop({
+          origin: targetOf(system).origin,
+          requests: byRequest(system),
           connections: settings.connections,
-          durationSec: settings.warmupSeconds,
+          durationSec,
         });
-        const runs: RunRecord[] = [];
-        for (let i = 0; i < settings.runs; i++) {
-          runs.push(
-            await measure(target.proc, () =>
-              closedLoop({
-                origin: target.origin,
-                requests: list,
-                connections: settings.connections,
-                durationSec: settings.closedSeconds,
-              }),
-            ),
-          );
-        }
+      for (const system of systems) {
+        await closedLoopOf(system, settings.warmupSeconds)();
+      }
+      // The systems take turns run by run (each round in another order): the machine's state
+      // drifts over minutes, and runs of one system back to back would carry that drift into
+      // the comparison of the systems.
+      const closedRuns = await inTurns(systems, settings.runs, (system) =>
+        measure(targetOf(system).proc, closedLoopOf(system, settings.closedSeconds)),
+      );
+      const group: Cell[] = systems.map((system) => {
+        const runs = closedRuns.get(system) ?? [];
         const cell: Cell = {
           workload: workload.id,
           system,
@@ -312,36 +307,32 @@ async function main(): Promise<void> {
           closed: { connections: settings.connections, runs, median: summarize(runs) },
           fixed: null,
         };
-        group.push(cell);
         const m = cell.closed.median;
         log(
           `  (${workload.id}) ${system} ${latencyMs} ms closed: ${Math.round(m.rps)} req/s, p99 ${m.p99} ms, ` +
             `${m.upstreamCallsPerRequest.toFixed(1)} calls/req, CPU ${Math.round(m.cpuUsPerRequest)} µs/req ` +
             `(${Math.round(m.systemCpuPercent)}% / upstream core ${Math.round(m.upstreamCorePercent)}%)`,
         );
-      }
+        return cell;
+      });
 
       // The same fixed rate for every system of the workload: a share of the slowest one's
       // closed-loop throughput, so every system can keep up and latencies compare at equal load.
       const slowest = Math.min(...group.map((c) => c.closed.median.rps));
       const rate = roundRate(slowest * settings.fixedRateShare);
+      const fixedRuns = await inTurns(systems, settings.runs, (system) =>
+        measure(targetOf(system).proc, () =>
+          fixedRate({
+            origin: targetOf(system).origin,
+            requests: byRequest(system),
+            rps: rate,
+            durationSec: settings.fixedSeconds,
+            maxConnections: FIXED_RATE_MAX_CONNECTIONS,
+          }),
+        ),
+      );
       for (const cell of group) {
-        const target = targetOf(cell.system);
-        const list = byRequest(cell.system);
-        const runs: RunRecord<FixedRateResult>[] = [];
-        for (let i = 0; i < settings.runs; i++) {
-          runs.push(
-            await measure(target.proc, () =>
-              fixedRate({
-                origin: target.origin,
-                requests: list,
-                rps: rate,
-                durationSec: settings.fixedSeconds,
-                maxConnections: FIXED_RATE_MAX_CONNECTIONS,
-              }),
-            ),
-          );
-        }
+        const runs = fixedRuns.get(cell.system) ?? [];
         cell.fixed = { runs, median: { ...summarize(runs), targetRps: rate } };
         const f = cell.fixed.median;
         log(
@@ -546,6 +537,25 @@ async function profileArtifact(
     await proc.stop();
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * `runs` rounds in which every system runs once, in an order that rotates from round to round;
+ * the records of each system in round order.
+ */
+async function inTurns<R>(
+  systems: readonly SystemId[],
+  runs: number,
+  run: (system: SystemId) => Promise<R>,
+): Promise<Map<SystemId, R[]>> {
+  const records = new Map<SystemId, R[]>(systems.map((system) => [system, []]));
+  for (let round = 0; round < runs; round++) {
+    for (let k = 0; k < systems.length; k++) {
+      const system = systems[(round + k) % systems.length] as SystemId;
+      records.get(system)?.push(await run(system));
+    }
+  }
+  return records;
 }
 
 function systemsOf(workload: Workload): SystemId[] {
