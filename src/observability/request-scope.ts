@@ -12,17 +12,21 @@ export interface RequestScope {
   readonly ip: string;
 }
 
-const scopes = new WeakMap<object, RequestScope>();
+/** Where a request keeps its scope: a property of its own, not a WeakMap entry (a WeakMap keyed
+ *  by short-lived objects makes every young-generation collection walk its entries). */
+const SCOPE = Symbol('requestScope');
+
+type Scoped = { [SCOPE]?: RequestScope };
 
 /** Gives `request` (the HTTP front's incoming request) its scope. */
 export function bindScope(request: object, scope: RequestScope): void {
-  scopes.set(request, scope);
+  (request as Scoped)[SCOPE] = scope;
 }
 
 /** The scope the HTTP front gave `request`; none for a request it did not route (a websocket
  *  upgrade, a test's own request). */
 export function scopeOf(request: unknown): RequestScope | undefined {
-  return typeof request === 'object' && request !== null ? scopes.get(request) : undefined;
+  return typeof request === 'object' && request !== null ? (request as Scoped)[SCOPE] : undefined;
 }
 
 const errorRequests = new WeakMap<object, string>();
