@@ -5,6 +5,7 @@ import type { Endpoints } from 'misskey-js';
 import type { Pool } from 'undici';
 import undiciErrors from 'undici/lib/core/errors.js';
 import type { UpstreamTracer } from '../observability/tracing.js';
+import { type Answer, exchange as exchangeWith } from './answer.js';
 import { isValidToken, tokenKey } from './credentials.js';
 import {
   InvalidCredentialError,
@@ -26,13 +27,7 @@ import {
   type RetryOptions,
 } from './policy.js';
 import { createPool } from './pool.js';
-import {
-  boundList,
-  MAX_BODY_BYTES,
-  MAX_JSON_DEPTH,
-  nestsDeeperThan,
-  readBoundedText,
-} from './response.js';
+import { boundList, MAX_JSON_DEPTH, nestsDeeperThan } from './response.js';
 
 export type EndpointName = keyof Endpoints;
 export type EndpointParams<E extends EndpointName> = Endpoints[E]['req'];
@@ -413,7 +408,7 @@ export class MisskeyClient {
         callerSignal?.addEventListener('abort', onAbort, { once: true });
       }
     });
-    const exchange = this.#exchange(endpoint, request, controller, onStatus);
+    const exchange = exchangeWith(this.#pool, endpoint, request, controller, onStatus);
     // Whichever loses the race below still settles later; nobody waits for it.
     exchange.catch(() => {});
     cut.catch(() => {});
@@ -456,32 +451,6 @@ export class MisskeyClient {
       throw new UpstreamRequestRefusedError(endpoint, 'parameters are not JSON');
     }
     return { method: 'POST' as const, path: `/api/${endpoint}`, headers, body };
-  }
-
-  /** Sends the request and reads the whole answer, at most `MAX_BODY_BYTES` of it. */
-  async #exchange(
-    endpoint: string,
-    request: RequestOptions,
-    signal: AbortHandle,
-    onStatus: (status: number) => void,
-  ): Promise<Answer> {
-    const res = await this.#pool.request({ ...request, signal });
-    const status = res.statusCode;
-    onStatus(status);
-    const retryAfter = parseRetryAfter(res.headers['retry-after']);
-    if (status === 204) {
-      await res.body.dump();
-      return { status, text: null, retryAfter };
-    }
-    if (Number(res.headers['content-length'] ?? 0) > MAX_BODY_BYTES) {
-      res.body.destroy();
-      throw new UpstreamBadResponseError(endpoint, status, 'body is too large');
-    }
-    const text = await readBoundedText(res.body, MAX_BODY_BYTES);
-    if (text === null) {
-      throw new UpstreamBadResponseError(endpoint, status, 'body is too large');
-    }
-    return { status, text, retryAfter };
   }
 
   #transportError(
@@ -615,13 +584,6 @@ class AbortHandle extends EventEmitter {
   }
 }
 
-interface Answer {
-  status: number;
-  /** `null` for a 204. */
-  text: string | null;
-  retryAfter: number | undefined;
-}
-
 /** The result of a complete answer, or the typed error it stands for. */
 function interpret(endpoint: string, params: unknown, answer: Answer): unknown {
   const { status, text } = answer;
@@ -675,13 +637,4 @@ function stripCredential(params: unknown): unknown {
   }
   const { i: _ignored, ...rest } = params as Record<string, unknown>;
   return rest;
-}
-
-function parseRetryAfter(value: string | string[] | undefined): number | undefined {
-  const raw = Array.isArray(value) ? value[0] : value;
-  if (raw === undefined) {
-    return undefined;
-  }
-  const seconds = Number(raw);
-  return Number.isFinite(seconds) && seconds >= 0 ? seconds : undefined;
 }

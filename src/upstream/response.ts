@@ -11,51 +11,6 @@ export const MAX_JSON_DEPTH = 64;
 /** Most items kept of a list answer that no `limit` bounds. */
 export const MAX_UNBOUNDED_LIST_ITEMS = 1_000;
 
-/** What `readBoundedText` reads: a Node stream of bytes (undici's response body). */
-export interface ByteStream {
-  on(event: 'data', listener: (chunk: Buffer) => void): unknown;
-  off(event: 'data', listener: (chunk: Buffer) => void): unknown;
-  once(event: 'end' | 'close', listener: () => void): unknown;
-  once(event: 'error', listener: (error: Error) => void): unknown;
-  destroy(error?: Error): unknown;
-}
-
-/**
- * The body as UTF-8 text, or `null` as soon as more than `maxBytes` arrived (the stream is then
- * destroyed, which closes the socket: nothing more is read). Read from its events: a stream's
- * async iterator costs a promise and an end-of-stream watcher per answer.
- */
-export function readBoundedText(body: ByteStream, maxBytes: number): Promise<string | null> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let ended = false;
-    const onData = (chunk: Buffer) => {
-      size += chunk.byteLength;
-      if (size > maxBytes) {
-        body.off('data', onData);
-        body.destroy();
-        resolve(null);
-        return;
-      }
-      chunks.push(chunk);
-    };
-    body.on('data', onData);
-    body.once('end', () => {
-      ended = true;
-      const whole = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
-      resolve(whole.toString('utf8'));
-    });
-    body.once('error', reject);
-    body.once('close', () => {
-      // Before 'end' the body was cut short (after it, an error would be built for nothing).
-      if (!ended) {
-        reject(new Error('the body ended before it was complete'));
-      }
-    });
-  });
-}
-
 /**
  * True when `value` (parsed JSON) nests arrays/objects more than `maxDepth` deep. Checked after
  * `JSON.parse`, which is not recursive and takes any depth; what is recursive further down
