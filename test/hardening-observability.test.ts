@@ -165,6 +165,22 @@ describe('Prometheus /metrics', () => {
       /^gateway_http_request_duration_seconds_count\{route="\/graphql",status="200"\} \d+/m,
     );
     expect(text).toMatch(/^graphql_envelop_request\{operationType="query"\} \d+/m);
+    // Every phase of Yoga's prometheus plugin, with the operation type as the only label.
+    for (const histogram of [
+      'graphql_envelop_phase_parse',
+      'graphql_envelop_phase_validate',
+      'graphql_envelop_phase_context',
+      'graphql_envelop_phase_execute',
+      'graphql_envelop_request_duration',
+    ]) {
+      expect(text).toContain(`# TYPE ${histogram} histogram`);
+      expect(text).toMatch(new RegExp(`^${histogram}_count\\{operationType="query"\\} [1-9]`, 'm'));
+    }
+    expect(text).toMatch(
+      /^graphql_envelop_request_time_summary_count\{operationType="query"\} [1-9]/m,
+    );
+    expect(text).toContain('# TYPE graphql_envelop_phase_subscribe histogram');
+    expect(text).toContain('# TYPE graphql_envelop_error_result counter');
     expect(text).toContain('# TYPE misskey_upstream_refused_total counter');
     // Client-chosen names never become labels.
     expect(text).not.toContain('operationName');
