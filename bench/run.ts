@@ -272,6 +272,19 @@ async function main(): Promise<void> {
     };
   }
 
+  /** Resolves once the upstream has received no call for 200 ms (at most 30 s). */
+  async function upstreamQuiet(): Promise<void> {
+    let last = -1;
+    for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
+      const { total } = await sandbox.request<{ total: number }>('calls');
+      if (total === last) {
+        return;
+      }
+      last = total;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+
   const cells: Cell[] = [];
   for (const latencyMs of settings.latencies) {
     await sandbox.request('setLatency', latencyMs);
@@ -289,12 +302,14 @@ async function main(): Promise<void> {
         });
       for (const system of systems) {
         await closedLoopOf(system, settings.warmupSeconds)();
+        await upstreamQuiet();
       }
       // The systems take turns run by run (each round in another order): the machine's state
       // drifts over minutes, and runs of one system back to back would carry that drift into
       // the comparison of the systems.
       const closedRuns = await inTurns(systems, settings.runs, (system) =>
         measure(targetOf(system).proc, closedLoopOf(system, settings.closedSeconds)),
+        upstreamQuiet,
       );
       const group: Cell[] = systems.map((system) => {
         const runs = closedRuns.get(system) ?? [];
@@ -330,6 +345,7 @@ async function main(): Promise<void> {
             maxConnections: FIXED_RATE_MAX_CONNECTIONS,
           }),
         ),
+        upstreamQuiet,
       );
       for (const cell of group) {
         const runs = fixedRuns.get(cell.system) ?? [];
@@ -541,18 +557,22 @@ async function profileArtifact(
 
 /**
  * `runs` rounds in which every system runs once, in an order that rotates from round to round;
- * the records of each system in round order.
+ * the records of each system in round order. After each run `settle` waits for the upstream to be
+ * quiet: a system's requests still in flight when its load stops (the naive client's fan-out of
+ * hundreds of calls) must not land in the next system's window.
  */
 async function inTurns<R>(
   systems: readonly SystemId[],
   runs: number,
   run: (system: SystemId) => Promise<R>,
+  settle: () => Promise<void>,
 ): Promise<Map<SystemId, R[]>> {
   const records = new Map<SystemId, R[]>(systems.map((system) => [system, []]));
   for (let round = 0; round < runs; round++) {
     for (let k = 0; k < systems.length; k++) {
       const system = systems[(round + k) % systems.length] as SystemId;
       records.get(system)?.push(await run(system));
+      await settle();
     }
   }
   return records;
