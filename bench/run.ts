@@ -69,7 +69,7 @@ const settings = quick
       deadlineMs: 120_000,
     }
   : {
-      runs: 3,
+      runs: 5,
       closedSeconds: 3,
       fixedSeconds: 3,
       warmupSeconds: 1,
@@ -78,7 +78,7 @@ const settings = quick
       latencies: [0, 5],
       trafficSeconds: 10,
       profileSeconds: 2,
-      deadlineMs: 9.5 * 60_000,
+      deadlineMs: 16 * 60_000,
     };
 if (args.latencies) {
   settings.latencies = args.latencies.split(',').map(Number);
