@@ -9,12 +9,7 @@ import { isDeepStrictEqual, parseArgs } from 'node:util';
 import { ArtifactProcess, profileWindow } from './artifact.js';
 import { busyPercent, cpuTimes } from './cpu.js';
 import { BenchProcess, pin } from './ipc.js';
-import {
-  closedLoop,
-  fixedRate,
-  type HttpRequest,
-  type LoadResult,
-} from './load.js';
+import { closedLoop, fixedRate, type HttpRequest, type LoadResult } from './load.js';
 import { type ProfileEntry, topFunctions, type WindowStats } from './procs/stats.js';
 import type { SandboxReady, ServerReady } from './protocol.js';
 import { type BenchResults, type Cell, type Machine, type RunRecord, summarize } from './report.js';
@@ -307,8 +302,10 @@ async function main(): Promise<void> {
       // The systems take turns run by run (each round in another order): the machine's state
       // drifts over minutes, and runs of one system back to back would carry that drift into
       // the comparison of the systems.
-      const closedRuns = await inTurns(systems, settings.runs, (system) =>
-        measure(targetOf(system).proc, closedLoopOf(system, settings.closedSeconds)),
+      const closedRuns = await inTurns(
+        systems,
+        settings.runs,
+        (system) => measure(targetOf(system).proc, closedLoopOf(system, settings.closedSeconds)),
         upstreamQuiet,
       );
       const group: Cell[] = systems.map((system) => {
@@ -335,16 +332,19 @@ async function main(): Promise<void> {
       // closed-loop throughput, so every system can keep up and latencies compare at equal load.
       const slowest = Math.min(...group.map((c) => c.closed.median.rps));
       const rate = roundRate(slowest * settings.fixedRateShare);
-      const fixedRuns = await inTurns(systems, settings.runs, (system) =>
-        measure(targetOf(system).proc, () =>
-          fixedRate({
-            origin: targetOf(system).origin,
-            requests: byRequest(system),
-            rps: rate,
-            durationSec: settings.fixedSeconds,
-            maxConnections: FIXED_RATE_MAX_CONNECTIONS,
-          }),
-        ),
+      const fixedRuns = await inTurns(
+        systems,
+        settings.runs,
+        (system) =>
+          measure(targetOf(system).proc, () =>
+            fixedRate({
+              origin: targetOf(system).origin,
+              requests: byRequest(system),
+              rps: rate,
+              durationSec: settings.fixedSeconds,
+              maxConnections: FIXED_RATE_MAX_CONNECTIONS,
+            }),
+          ),
         upstreamQuiet,
       );
       for (const cell of group) {
