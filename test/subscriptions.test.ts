@@ -565,7 +565,7 @@ describe('the hub after upstream failures', () => {
     ];
     await sleep(300);
     streaming().refuseUpgrades(null);
-    await live.nth(2, 5_000);
+    await live.nth(2, 10_000); // reconnect backoff + catch-up; a loaded CI machine took over 5 s once
     await sleep(3_500); // Misskey's own newChatMessage would come now: it must not duplicate
     // Only this test's messages (ids grow with time): a slow machine can still let Misskey's late
     // announcement of an earlier test's message arrive here.
