@@ -1,5 +1,4 @@
 import { Buffer } from 'node:buffer';
-import type { EventEmitter } from 'node:events';
 import type { Dispatcher } from 'undici';
 import undiciErrors from 'undici/lib/core/errors.js';
 import { UpstreamBadResponseError } from './errors.js';
@@ -13,21 +12,48 @@ export interface Answer {
   retryAfter: number | undefined;
 }
 
-/** What can cut a request short: an emitter of `abort` with an `aborted` flag. */
-export type AbortSource = EventEmitter & { readonly aborted: boolean };
+/**
+ * What cuts one request short (its timeout, or its caller going away), before undici has started
+ * it or while it runs. A flag and one callback: an AbortController with its listener added and
+ * removed cost ~4 µs of CPU per call on Node 20 (EventTarget).
+ */
+export class AbortHandle {
+  #aborted = false;
+  #onAbort: (() => void) | undefined;
+
+  get aborted(): boolean {
+    return this.#aborted;
+  }
+
+  abort(): void {
+    if (!this.#aborted) {
+      this.#aborted = true;
+      this.#onAbort?.();
+    }
+  }
+
+  /** Runs `cut` now when already aborted, else at the abort. */
+  onAbort(cut: () => void): void {
+    if (this.#aborted) {
+      cut();
+    } else {
+      this.#onAbort = cut;
+    }
+  }
+}
 
 /**
  * Sends `request` and reads the whole answer, at most `MAX_BODY_BYTES` of it (counted on the bytes
  * received: a `content-length` may lie or be absent), through undici's dispatcher API: its
  * callbacks take the answer as it arrives. undici's `request` wraps every answer in a readable
  * stream first, and reading that stream cost more CPU than parsing the answer. An answer over the
- * bound, or an `abort` of `signal`, aborts the request (which closes its socket).
+ * bound, or `signal` aborting, aborts the request (which closes its socket).
  */
 export function exchange(
   dispatcher: Dispatcher,
   endpoint: string,
   request: Dispatcher.DispatchOptions,
-  signal: AbortSource,
+  signal: AbortHandle,
   onStatus: (status: number) => void,
 ): Promise<Answer> {
   return new Promise((resolve, reject) => {
@@ -43,19 +69,14 @@ class AnswerReader implements Dispatcher.DispatchHandler {
 
   constructor(
     readonly endpoint: string,
-    readonly signal: AbortSource,
+    readonly signal: AbortHandle,
     readonly onStatus: (status: number) => void,
     readonly resolve: (answer: Answer) => void,
     readonly reject: (error: Error) => void,
   ) {}
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
-    const abort = () => controller.abort(new undiciErrors.RequestAbortedError());
-    if (this.signal.aborted) {
-      abort();
-    } else {
-      this.signal.once('abort', abort);
-    }
+    this.signal.onAbort(() => controller.abort(new undiciErrors.RequestAbortedError()));
   }
 
   onResponseStart(
