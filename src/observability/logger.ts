@@ -71,7 +71,19 @@ export const REDACT_PATHS = [
   'params.i',
 ];
 
-export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
+/** Where the logger writes when no destination is given: standard output, bounded. */
+export interface OutputTarget {
+  fd: number;
+  maxPendingBytes: number;
+}
+
+const STDOUT: OutputTarget = { fd: 1, maxPendingBytes: 4 * 1024 * 1024 };
+
+export function createLogger(
+  level: LogLevel,
+  destination?: DestinationStream,
+  output: OutputTarget = STDOUT,
+): Logger {
   const options = {
     level,
     base: { service: 'misskey-graphql' },
@@ -79,7 +91,16 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     serializers: { err: serializeError },
   };
-  return pino(options, destination ?? bufferedStdout());
+  if (destination) {
+    return pino(options, destination);
+  }
+  const logger: Logger = pino(
+    options,
+    bufferedOutput(output, (dropped) =>
+      logger.warn({ dropped }, 'log lines dropped: the standard output was not read'),
+    ),
+  );
+  return logger;
 }
 
 /**
@@ -99,19 +120,50 @@ const FLUSH_MS = 100;
 
 /**
  * Standard output, written in blocks: lines are buffered up to 4 KB and flushed every
- * `FLUSH_MS`, and synchronously when the process exits (pino's own exit hook). A `write(2)` per
+ * `FLUSH_MS`, and synchronously when the process exits (pino's exit hook). A `write(2)` per
  * access-log line cost more CPU than building the line; larger blocks cost more, not less:
  * sonic-boom measures its pending block (one string) on every line, which copies the whole block
  * each time (12 KB blocks: +3% CPU for `me`). What a killed process can lose is at most the last
  * `FLUSH_MS` of lines.
+ *
+ * A reader that stops reading (a stuck log collector) blocks a threadpool thread, never the
+ * gateway, and what waits for it is bounded (`maxPendingBytes`): lines past the bound are
+ * dropped and counted, and `warn` gets the count once a line fits again (a warning that does not
+ * fit is not counted; the count waits for the next one).
  */
-function bufferedStdout(): DestinationStream {
-  const stream = fileDestination({ dest: 1, sync: false, minLength: BLOCK_BYTES });
+function bufferedOutput(
+  { fd, maxPendingBytes }: OutputTarget,
+  warn: (dropped: number) => void,
+): DestinationStream {
+  const stream = fileDestination({
+    dest: fd,
+    sync: false,
+    minLength: BLOCK_BYTES,
+    maxLength: maxPendingBytes,
+  });
+  let dropped = 0;
+  let warning = false;
+  let warningDropped = false;
+  stream.on('drop', () => {
+    if (warning) {
+      warningDropped = true;
+    } else {
+      dropped++;
+    }
+  });
   setInterval(() => {
     try {
       stream.flush();
     } catch {
       // Destroyed at exit: pino's exit hook has already written what was buffered.
+      return;
+    }
+    if (dropped > 0) {
+      warning = true;
+      warningDropped = false;
+      warn(dropped);
+      warning = false;
+      dropped = warningDropped ? dropped : 0;
     }
   }, FLUSH_MS).unref();
   return stream;
