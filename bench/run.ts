@@ -139,6 +139,8 @@ async function main(): Promise<void> {
   if (canPin) {
     pin(sandbox.pid, 1);
   }
+  /** Calls the sandbox has answered since its counter was last reset. */
+  const upstreamCalls = async () => (await sandbox.request<{ total: number }>('calls')).total;
   const { origin: upstream, data } = await withTimeout(sandbox.ready, 120_000, 'sandbox start');
   log(
     `  ${data.users.length} users, ${data.conversations.length} conversations × ${data.sizes.messagesPerConversation} messages, ` +
@@ -215,8 +217,7 @@ async function main(): Promise<void> {
             );
           }
         }
-        const counted = await sandbox.request<{ total: number }>('calls');
-        calls.set(`${workload.id}/${system}`, counted.total / sample.length);
+        calls.set(`${workload.id}/${system}`, (await upstreamCalls()) / sample.length);
       }
     }
     log(
@@ -251,12 +252,12 @@ async function main(): Promise<void> {
     const [system, upstreamStats, calls] = await Promise.all([
       target.request<WindowStats>('stats'),
       sandbox.request<WindowStats>('stats'),
-      sandbox.request<{ total: number }>('calls'),
+      upstreamCalls(),
     ]);
     const ok = Math.max(1, load.ok);
     return {
       load,
-      upstreamCallsPerRequest: calls.total / Math.max(1, load.ok + load.failed),
+      upstreamCallsPerRequest: calls / Math.max(1, load.ok + load.failed),
       cpuUsPerRequest: system.cpuUs / ok,
       upstreamCpuUsPerRequest: upstreamStats.cpuUs / ok,
       systemCpuPercent: system.cpuUs / 10 / system.wallMs,
@@ -271,7 +272,7 @@ async function main(): Promise<void> {
   async function upstreamQuiet(): Promise<void> {
     let last = -1;
     for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
-      const { total } = await sandbox.request<{ total: number }>('calls');
+      const total = await upstreamCalls();
       if (total === last) {
         return;
       }

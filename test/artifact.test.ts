@@ -14,6 +14,7 @@ import {
   textsOf,
 } from './support/client.js';
 import { freePort, type RunningProcess } from './support/process.js';
+import { until } from './support/until.js';
 
 /**
  * The artifact that ships, black box: `npm run build` output beside the production dependencies
@@ -166,7 +167,7 @@ describe('node dist/main.js whose standard output is closed', () => {
     const exited = new Promise<number | null>((done) => built.once('exit', done));
     try {
       const at = `http://127.0.0.1:${port}`;
-      await waitUntil(async () => (await fetch(`${at}/health`).catch(() => null))?.ok === true);
+      await until(async () => (await fetch(`${at}/health`).catch(() => null))?.ok === true, 20_000);
       for (let i = 0; i < 3; i++) {
         const res = await fetch(`${at}/graphql`, {
           method: 'POST',
@@ -190,16 +191,6 @@ describe('node dist/main.js whose standard output is closed', () => {
 });
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitUntil(check: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) {
-      throw new Error(`not true within ${ms} ms`);
-    }
-    await sleep(100);
-  }
-}
 
 const CONVERSATION = `query Conversation($bob: ID!) {
   chatConversation(userId: $bob, first: 50) {

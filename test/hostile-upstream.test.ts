@@ -7,6 +7,7 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { createGateway, type Gateway } from '../src/app/gateway.js';
 import { MAX_BODY_BYTES } from '../src/upstream/response.js';
 import { errorCode, type GraphQLResponse } from './harness.js';
+import { until } from './support/until.js';
 
 /**
  * A hostile upstream, faked on 127.0.0.1 (REST on /api/*, a websocket on /streaming), in front
@@ -310,14 +311,4 @@ function sendHugeFrame(socket: Socket, size: number): () => number {
   };
   pump();
   return () => sent;
-}
-
-async function until(condition: () => boolean, timeoutMs = 3_000): Promise<void> {
-  const started = Date.now();
-  while (!condition()) {
-    if (Date.now() - started > timeoutMs) {
-      throw new Error('timed out waiting');
-    }
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }

@@ -2,6 +2,7 @@ import { type Client, createClient } from 'graphql-ws';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { DEMO_TOKENS, demoUserIds, type Stack, startStack } from './harness.js';
+import { until } from './support/until.js';
 
 /** Short hub timings, as in test/subscriptions.test.ts. */
 const STREAM = {
@@ -41,16 +42,6 @@ afterEach(async () => {
 
 const streaming = () => stack.sandbox.streaming;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(check: () => boolean, withinMs = 5_000, what = 'condition'): Promise<void> {
-  const end = Date.now() + withinMs;
-  while (!check()) {
-    if (Date.now() > end) {
-      throw new Error(`${what} not met within ${withinMs} ms`);
-    }
-    await sleep(10);
-  }
-}
 
 interface Result<T> {
   data?: T | null;

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { symbols } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../src/observability/logger.js';
+import { until } from './support/until.js';
 
 /**
  * The default log output (standard output in production) in front of a reader that stops
@@ -45,7 +46,7 @@ describe('log output to a reader that stops reading', () => {
       lines.push(...parts.map((text) => JSON.parse(text) as Line));
     });
     try {
-      await until(() => lines.some((line) => line.dropped !== undefined));
+      await until(() => lines.some((line) => line.dropped !== undefined), 10_000);
       const delivered = lines.filter((line) => line.msg === 'line').map((line) => line.n);
       const warnings = lines.filter((line) => line.dropped !== undefined);
       const dropped = warnings.reduce((sum, line) => sum + (line.dropped ?? 0), 0);
@@ -60,7 +61,7 @@ describe('log output to a reader that stops reading', () => {
       });
       // Once read again, lines flow as before.
       logger.info({ n: total }, 'line');
-      await until(() => lines.some((line) => line.n === total));
+      await until(() => lines.some((line) => line.n === total), 10_000);
     } finally {
       // Ending the output closes its descriptor.
       (Reflect.get(logger, symbols.streamSym) as { end(): void }).end();
@@ -68,13 +69,3 @@ describe('log output to a reader that stops reading', () => {
     }
   }, 20_000);
 });
-
-async function until(check: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) {
-      throw new Error(`not true within ${ms} ms`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}

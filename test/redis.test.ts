@@ -8,6 +8,7 @@ import { createLogger } from '../src/observability/index.js';
 import { DEMO_TOKENS } from '../src/sandbox/seed.js';
 import { type Sandbox, startSandbox } from '../src/sandbox/server.js';
 import { KEY_PREFIX } from '../src/state/redis.js';
+import { until } from './support/until.js';
 
 /**
  * Several replicas sharing one real Redis (Debian's `redis-server`, started here on a free port
@@ -185,16 +186,6 @@ async function startReplica(
     },
     health: async () => (await (await fetch(`${gateway.origin}/health`)).json()) as never,
   };
-}
-
-async function until(condition: () => Promise<boolean> | boolean, timeoutMs = 5_000) {
-  const end = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > end) {
-      throw new Error('condition not met in time');
-    }
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
 }
 
 const TREND = '{ trendingHashtags { tag chart usersCount } }';

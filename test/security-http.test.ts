@@ -6,6 +6,7 @@ import { createGateway, type Gateway } from '../src/app/gateway.js';
 import { loadConfig } from '../src/config.js';
 import { post, WsClient } from './hardening-helpers.js';
 import { DEMO_TOKENS, type Stack, startStack } from './harness.js';
+import { until } from './support/until.js';
 
 /**
  * The HTTP front under hostile input: metric series a client cannot grow, CORS, methods,
@@ -394,16 +395,6 @@ describe('connections per client address (cap 3)', () => {
     await proxied.close();
   });
 });
-
-async function until(check: () => boolean, ms = 3_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) {
-      throw new Error('condition not met in time');
-    }
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 describe('HTTP front configuration', () => {
   it('reads and validates the timeouts and the connection cap', () => {

@@ -6,6 +6,7 @@ import WebSocket from 'ws';
 import { DEMO_TOKENS } from '../src/sandbox/seed.js';
 import { type Sandbox, startSandbox } from '../src/sandbox/server.js';
 import { scenariosDir } from './support/recordings.js';
+import { until } from './support/until.js';
 
 let sandbox: Sandbox;
 let ids: { alice: string; bob: string; carol: string };
@@ -119,16 +120,6 @@ const channelEvent = (id: string, type: string) => (f: Record<string, unknown>) 
   f.type === 'channel' &&
   (f.body as { id: string }).id === id &&
   (f.body as { type: string }).type === type;
-
-async function until(check: () => boolean, withinMs = 2_000): Promise<void> {
-  const end = Date.now() + withinMs;
-  while (!check()) {
-    if (Date.now() > end) {
-      throw new Error('condition not met in time');
-    }
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe('sandbox /streaming handshake', () => {
   it('accepts a valid token in ?i= and in Authorization, and counts the sockets', async () => {

@@ -4,6 +4,7 @@ import WebSocket from 'ws';
 import { MisskeyClient } from '../src/upstream/client.js';
 import { StreamHub, StreamRefusedError } from '../src/upstream/stream.js';
 import { DEMO_TOKENS, type Stack, startStack } from './harness.js';
+import { until } from './support/until.js';
 
 /** A connect frame of the gateway's hub never waits long in these tests. */
 const STREAM = {
@@ -125,16 +126,6 @@ function subscribe<T = Record<string, unknown>>(
   };
   running.push(live as Live<unknown>);
   return live;
-}
-
-async function until(check: () => boolean, withinMs = 5_000, what = 'condition'): Promise<void> {
-  const end = Date.now() + withinMs;
-  while (!check()) {
-    if (Date.now() > end) {
-      throw new Error(`${what} not met within ${withinMs} ms`);
-    }
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

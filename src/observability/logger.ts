@@ -142,14 +142,8 @@ function bufferedOutput(
     maxLength: maxPendingBytes,
   });
   let dropped = 0;
-  let warning = false;
-  let warningDropped = false;
   stream.on('drop', () => {
-    if (warning) {
-      warningDropped = true;
-    } else {
-      dropped++;
-    }
+    dropped++;
   });
   setInterval(() => {
     try {
@@ -159,11 +153,10 @@ function bufferedOutput(
       return;
     }
     if (dropped > 0) {
-      warning = true;
-      warningDropped = false;
-      warn(dropped);
-      warning = false;
-      dropped = warningDropped ? dropped : 0;
+      const count = dropped;
+      warn(count);
+      // A warning that did not fit was counted as one more drop: the count waits for next time.
+      dropped = dropped > count ? count : 0;
     }
   }, FLUSH_MS).unref();
   return stream;

@@ -21,10 +21,6 @@ export class AbortHandle {
   #aborted = false;
   #onAbort: (() => void) | undefined;
 
-  get aborted(): boolean {
-    return this.#aborted;
-  }
-
   abort(): void {
     if (!this.#aborted) {
       this.#aborted = true;
